@@ -1,0 +1,43 @@
+# The two set-up commands (see README): `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Debian packages of the real peers the suite drives.
+APT_PEERS := redis-server:redis-server
+
+.PHONY: run test install lint typecheck peers bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,dns]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) -m examples.demo
+
+peers:
+	@missing=""; for pair in $(APT_PEERS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+lint: install
+	$(VENV)/bin/ruff check mfa_middleware ddns_update examples tests bench
+	$(VENV)/bin/mypy
+
+test: install peers lint
+	$(PY) -m pytest -q
+
+bench: install peers
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,425 @@
+"""The No-IP / DynDNS2 `/nic/update` protocol as pure functions.
+
+Nothing here does I/O: the service and the framework adapters hand in what they
+received (query string, headers, peer address) and get plain values back, so the
+same rules serve ASGI, WSGI and the tests. Every parser answers for *any* input
+and never raises: a router sending garbage must get a protocol answer, not a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import ipaddress
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+__all__ = [
+    "MAX_HOSTS",
+    "MAX_HOSTNAME_LENGTH",
+    "MAX_QUERY_FIELDS",
+    "DEFAULT_REALM",
+    "WWW_AUTHENTICATE",
+    "Answer",
+    "Requested",
+    "UpdateRequest",
+    "IPAddress",
+    "IPNetwork",
+    "normalize_hostname",
+    "parse_hostnames",
+    "parse_ip",
+    "parse_ip_params",
+    "parse_offline",
+    "parse_update",
+    "parse_basic_auth",
+    "parse_trusted_proxies",
+    "client_address",
+    "agent_allowed",
+    "format_line",
+    "format_body",
+    "status_for",
+    "www_authenticate",
+]
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+#: No-IP's limit on hostnames per request; more is answered `numhost` once.
+MAX_HOSTS = 20
+#: RFC 1035 limit on a name in presentation form without the trailing dot.
+MAX_HOSTNAME_LENGTH = 253
+#: A real client sends a handful of fields; a cap keeps hostile queries cheap.
+MAX_QUERY_FIELDS = 100
+DEFAULT_REALM = "DDNS update"
+# IDNA mapping can drop characters (soft hyphens, zero-width joiners), so a raw
+# name may be somewhat longer than 253 before encoding, but never this long.
+_MAX_RAW_HOSTNAME = 1024
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class Answer(StrEnum):
+    """The answer codes routers understand; the value is the exact wire text."""
+
+    GOOD = "good"
+    NOCHG = "nochg"
+    NOHOST = "nohost"
+    NOTFQDN = "notfqdn"
+    NUMHOST = "numhost"
+    BADAUTH = "badauth"
+    BADAGENT = "badagent"
+    NOT_DONATOR = "!donator"
+    ABUSE = "abuse"
+    DNSERR = "dnserr"
+    SERVER_ERROR = "911"
+
+
+# --------------------------------------------------------------------------- hostnames
+
+
+def normalize_hostname(raw: str) -> str | None:
+    """Return the lower-case ASCII (IDNA) form of a host FQDN, or None when malformed."""
+    name = raw.strip().lower()
+    if len(name) > _MAX_RAW_HOSTNAME:
+        return None  # spare the codec work on input no mapping could shrink to a name
+    try:
+        # The stdlib codec (IDNA 2003) also splits on the ideographic full stops
+        # a phone keyboard may produce, so encode before dropping the root dot.
+        ascii_name = name.encode("idna").decode("ascii")
+    except ValueError:  # UnicodeError is a ValueError: bad labels, nameprep refusals
+        return None
+    ascii_name = ascii_name.lower().removesuffix(".")
+    return ascii_name if _is_valid_fqdn(ascii_name) else None
+
+
+def _is_valid_fqdn(name: str) -> bool:
+    labels = name.split(".")
+    if len(name) > MAX_HOSTNAME_LENGTH or len(labels) < 2:
+        return False
+    # An all-numeric last label would make the name look like an IPv4 address.
+    if labels[-1].isdigit():
+        return False
+    return all(_is_valid_label(label) for label in labels)
+
+
+def _is_valid_label(label: str) -> bool:
+    if not _LABEL.fullmatch(label):
+        return False
+    if label.startswith("xn--"):
+        return _is_valid_a_label(label)
+    return True
+
+
+def _is_valid_a_label(label: str) -> bool:
+    # "xn--" promises Punycode; a label that does not decode is not a real name.
+    try:
+        label.encode("ascii").decode("idna")
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Requested:
+    """One item of the `hostname` list, in request order.
+
+    `token` is what the client sent (stripped, lower-cased), so a group name can
+    be resolved and odd input echoed in logs; `fqdn` is its normalized host name,
+    or None when the token is not a valid FQDN (maybe a group, else `notfqdn`).
+    """
+
+    token: str
+    fqdn: str | None
+
+
+def parse_hostnames(raw: str | None) -> tuple[list[Requested], Answer | None]:
+    """Split the comma-separated `hostname` parameter; `numhost` when over the limit."""
+    tokens = [item.strip().lower() for item in (raw or "").split(",")]
+    tokens = [token for token in tokens if token]
+    if len(tokens) > MAX_HOSTS:
+        # No-IP answers numhost once and updates nothing, so no hosts are returned.
+        return [], Answer.NUMHOST
+    return [Requested(token, _token_fqdn(token)) for token in tokens], None
+
+
+def _token_fqdn(token: str) -> str | None:
+    # Checked here as well so that IDNA mapping can never launder such a token.
+    if len(token) > MAX_HOSTNAME_LENGTH or _CONTROL.search(token):
+        return None
+    return normalize_hostname(token)
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def parse_ip(raw: str | None) -> IPAddress | None:
+    """Parse one host address as it may appear in a DNS record; None when unusable.
+
+    IPv4-mapped IPv6 (what dual-stack sockets report) becomes the IPv4 address.
+    """
+    if raw is None:
+        return None
+    try:
+        address = ipaddress.ip_address(raw.strip())
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address):
+        if address.scope_id is not None:  # "fe80::1%eth0" cannot go into a AAAA record
+            return None
+        address = address.ipv4_mapped or address
+    if address.is_unspecified or address.is_multicast:
+        return None  # neither names a host
+    return address
+
+
+def parse_ip_params(myip: str | None, myipv6: str | None) -> tuple[IPv4Address | None, IPv6Address | None]:
+    """Read `myip` (v4, v6, or "v4,v6" in either order) and `myipv6`.
+
+    A malformed value yields None for that family so the caller falls back to the
+    connecting address. An explicit `myipv6` wins over a v6 given in `myip`.
+    """
+    ipv4, ipv6 = _split_myip(myip)
+    explicit_v6 = parse_ip(myipv6)
+    if isinstance(explicit_v6, IPv6Address):
+        ipv6 = explicit_v6
+    return ipv4, ipv6
+
+
+def _split_myip(myip: str | None) -> tuple[IPv4Address | None, IPv6Address | None]:
+    parts = [part for part in (myip or "").split(",") if part.strip()]
+    if len(parts) > 2:
+        return None, None  # not one address per family: we cannot tell which is meant
+    found = [address for address in map(parse_ip, parts) if address is not None]
+    v4 = [address for address in found if isinstance(address, IPv4Address)]
+    v6 = [address for address in found if isinstance(address, IPv6Address)]
+    # Two addresses of one family are ambiguous, so that family counts as absent.
+    return (v4[0] if len(v4) == 1 else None), (v6[0] if len(v6) == 1 else None)
+
+
+def parse_offline(value: str | None) -> bool | None:
+    """`offline=YES|NO` (any case); None when absent or anything else."""
+    return {"yes": True, "no": False}.get((value or "").strip().lower())
+
+
+# --------------------------------------------------------------------------- request
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRequest:
+    """What a `/nic/update` query asks for, after parsing.
+
+    `error` is an answer due before any credential or host is looked at (numhost).
+    `ipv4`/`ipv6` are None when not given or malformed: the service then uses the
+    connecting address. `system`, `wildcard`, `mx`, `backmx` and unknown fields are
+    accepted and ignored, as No-IP does, so old ddclient configurations keep working.
+    """
+
+    hosts: tuple[Requested, ...] = ()
+    error: Answer | None = None
+    ipv4: IPv4Address | None = None
+    ipv6: IPv6Address | None = None
+    offline: bool | None = None
+
+    @property
+    def has_address(self) -> bool:
+        return self.ipv4 is not None or self.ipv6 is not None
+
+
+def parse_update(query: Mapping[str, str] | bytes | str) -> UpdateRequest:
+    """Parse the query (a framework's mapping, or the raw query string)."""
+    params = query if isinstance(query, Mapping) else _parse_query(query)
+    if params is None:
+        # Only a hostile or broken client sends this many fields; refuse once,
+        # updating nothing (a group login without hostname would update all hosts).
+        return UpdateRequest(error=Answer.NUMHOST)
+    hosts, error = parse_hostnames(params.get("hostname"))
+    ipv4, ipv6 = parse_ip_params(params.get("myip"), params.get("myipv6"))
+    return UpdateRequest(tuple(hosts), error, ipv4, ipv6, parse_offline(params.get("offline")))
+
+
+def _parse_query(query: bytes | str) -> dict[str, str] | None:
+    if isinstance(query, bytes):
+        # parse_qsl would decode bytes as strict ASCII and raise on anything else.
+        query = query.decode("utf-8", errors="replace")
+    try:
+        pairs = urllib.parse.parse_qsl(
+            query, keep_blank_values=True, errors="replace", max_num_fields=MAX_QUERY_FIELDS
+        )
+    except ValueError:
+        return None
+    # Last value wins for a repeated field, as with Starlette's query_params.
+    return dict(pairs)
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def parse_basic_auth(header: str | bytes | None) -> tuple[str, str] | None:
+    """Return (username, password) from an `Authorization: Basic ...` header, else None."""
+    if header is None:
+        return None
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")  # HTTP header bytes; latin-1 maps every byte
+    scheme, _, param = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    decoded = _b64decode(param.strip())
+    if decoded is None or b":" not in decoded:
+        return None
+    username, _, password = decoded.partition(b":")
+    if not username:
+        return None
+    return _decode_credential(username), _decode_credential(password)
+
+
+def _b64decode(text: str) -> bytes | None:
+    # Some clients leave out the padding; restoring it costs nothing.
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):  # bad alphabet, bad padding, non-ASCII text
+        return None
+
+
+def _decode_credential(raw: bytes) -> str:
+    # RFC 7617 says UTF-8, but old routers send latin-1; latin-1 decodes every byte.
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def parse_trusted_proxies(value: str) -> list[IPNetwork]:
+    """Parse `DDNS_TRUSTED_PROXIES` (comma-separated CIDRs; empty means none)."""
+    networks: list[IPNetwork] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            # Host bits are forgiven ("10.0.0.1/8" means 10.0.0.0/8): a typo there
+            # is still a clear statement of which network the operator trusts.
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"DDNS_TRUSTED_PROXIES: {item!r} is not a CIDR network: {exc}") from None
+    return networks
+
+
+def client_address(peer: str | None, headers: Mapping[str, str], trusted: Sequence[IPNetwork]) -> str | None:
+    """The address the update came from, believing proxy headers only from trusted peers.
+
+    Proxies must append to one `X-Forwarded-For` header (nginx and HAProxy do):
+    pass a mapping whose value for a repeated header joins the lines with commas.
+    """
+    if peer is None:
+        return None
+    peer_ip = parse_ip(peer)
+    if peer_ip is None:
+        return peer  # not an IP (e.g. a unix socket): nothing to compare, pass it on
+    if not _is_trusted(peer_ip, trusted):
+        return str(peer_ip)  # anyone can send these headers; only the socket is proof
+    forwarded = _header(headers, "x-forwarded-for")
+    if forwarded is not None:
+        return str(_walk_forwarded(peer_ip, forwarded, trusted))
+    real_ip = parse_ip(_header(headers, "x-real-ip"))
+    return str(real_ip or peer_ip)
+
+
+def _walk_forwarded(peer: IPAddress, forwarded: str, trusted: Sequence[IPNetwork]) -> IPAddress:
+    # Each trusted hop appended who it talked to, so walk from the right and stop
+    # at the first address not ours: everything left of it is the client's claim.
+    current = peer
+    for hop in reversed(forwarded.split(",")):
+        address = _parse_hop(hop)
+        if address is None:
+            return current  # a broken entry: the last hop we could vouch for
+        current = address
+        if not _is_trusted(address, trusted):
+            return address
+    return current
+
+
+def _parse_hop(hop: str) -> IPAddress | None:
+    hop = hop.strip()
+    address = parse_ip(hop)
+    if address is not None:
+        return address
+    # Some proxies add the client port: "1.2.3.4:5678" or "[2001:db8::1]:5678".
+    if hop.startswith("[") and "]" in hop:
+        return parse_ip(hop[1 : hop.index("]")])
+    if hop.count(":") == 1:
+        return parse_ip(hop.partition(":")[0])
+    return None
+
+
+def _is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
+    return any(address in network for network in trusted)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # Framework header objects are case-insensitive, a plain dict is not.
+    value = headers.get(name)
+    if value is not None:
+        return value
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
+def agent_allowed(user_agent: str | None, blocklist: Sequence[str]) -> bool:
+    """False for a missing/blank User-Agent or one matching the operator's blocklist.
+
+    Entries match case-insensitively as fnmatch globs ("curl/*") or as substrings.
+    """
+    agent = (user_agent or "").strip().lower()
+    if not agent:
+        return False
+    patterns = (entry.strip().lower() for entry in blocklist)
+    return not any(_agent_matches(agent, pattern) for pattern in patterns if pattern)
+
+
+def _agent_matches(agent: str, pattern: str) -> bool:
+    return pattern in agent or fnmatch.fnmatchcase(agent, pattern)
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def format_line(
+    answer: Answer,
+    ipv4: IPv4Address | str | None = None,
+    ipv6: IPv6Address | str | None = None,
+) -> str:
+    """One answer line: "good 1.2.3.4", "nochg ::1", "good 1.2.3.4,::1", "nohost"."""
+    # Only good/nochg report an address; the other codes stand alone on the wire.
+    if answer not in (Answer.GOOD, Answer.NOCHG):
+        return answer.value
+    addresses = ",".join(str(address) for address in (ipv4, ipv6) if address is not None)
+    return f"{answer.value} {addresses}" if addresses else answer.value
+
+
+def format_body(lines: Iterable[str]) -> str:
+    """The text/plain body: the answer lines joined by newlines, with a final newline."""
+    return "\n".join(lines) + "\n"
+
+
+def status_for(answer: Answer) -> int:
+    """HTTP status: 401 for badauth (with WWW-Authenticate), 200 for everything else."""
+    return 401 if answer is Answer.BADAUTH else 200
+
+
+def www_authenticate(realm: str) -> str:
+    """The `WWW-Authenticate` value for a badauth answer, realm safely quoted."""
+    # A quoted-string may not hold control characters, and a header must be latin-1.
+    cleaned = _CONTROL.sub("", realm).encode("latin-1", errors="replace").decode("latin-1")
+    quoted = cleaned.replace("\\", "\\\\").replace('"', '\\"')
+    return f'Basic realm="{quoted}"'
+
+
+WWW_AUTHENTICATE = www_authenticate(DEFAULT_REALM)
