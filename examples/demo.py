@@ -1,0 +1,159 @@
+"""The demo site (Starlette): its own login, a home page, the 2FA gate around it,
+and ``/nic/update`` mounted beside it. ``python -m examples.demo`` or ``make run``."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from mfa_middleware.accounts import AccountExists, Accounts
+from mfa_middleware.config import Settings
+from mfa_middleware.crypto import constant_time_equals
+from mfa_middleware.passwords import PasswordHasher
+from mfa_middleware.store import AsyncStore, MemoryStore, open_async_store
+
+log = logging.getLogger("examples.demo")
+DEMO_USER, DEMO_PASSWORD, DEMO_HOST = "demo", "demo-password", "demo.example.test"
+
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#222}}
+input,button{{font-size:1rem;padding:.5rem;margin:.25rem 0;width:100%;box-sizing:border-box}}
+button{{background:#0b5;color:#fff;border:0;border-radius:4px;cursor:pointer}}
+.error{{color:#b00}} nav a{{margin-right:1rem}}</style></head><body>{body}</body></html>"""
+
+
+def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(PAGE.format(title=html.escape(title), body=body), status_code=status)
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(32)
+    return str(token)
+
+
+def csrf_ok(request: Request, submitted: Any) -> bool:
+    expected = request.session.get("csrf")
+    return bool(expected) and isinstance(submitted, str) and constant_time_equals(expected, submitted)
+
+
+def login_form(request: Request, error: str = "", status: int = 200) -> HTMLResponse:
+    nxt = html.escape(request.query_params.get("next", "/"))
+    err = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    return page("Log in", f"""<h1>Log in</h1>{err}
+<form method="post" action="/login?next={nxt}">
+<input type="hidden" name="csrf_token" value="{csrf_token(request)}">
+<label>Username<input name="username" autocomplete="username" required autofocus></label>
+<label>Password<input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Log in</button></form>""", status)
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site relative paths: no scheme, no host, no protocol-relative //."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+async def login(request: Request) -> Response:
+    if request.method == "GET":
+        return login_form(request)
+    form = await request.form()
+    if not csrf_ok(request, form.get("csrf_token")):
+        return login_form(request, "Your session expired; please try again.", 400)
+    accounts: Accounts = request.app.state.accounts
+    store: AsyncStore = request.app.state.store
+    account = await store.run(accounts.authenticate(str(form.get("username", "")), str(form.get("password", ""))))
+    if account is None:
+        return login_form(request, "Wrong username or password.", 401)
+    request.session.clear()
+    request.session["user"] = account.id
+    return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
+
+
+async def logout(request: Request) -> Response:
+    if request.method == "GET":
+        return page("Log out", f"""<form method="post" action="/logout">
+<input type="hidden" name="csrf_token" value="{csrf_token(request)}"><button>Log out</button></form>""")
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+async def home(request: Request) -> Response:
+    user = request.session.get("user")
+    if not user:
+        return RedirectResponse("/login?next=/", status_code=303)
+    return page("Home", f"""<h1>Hello, {html.escape(user)}</h1>
+<nav><a href="/mfa/security">Security</a><a href="/account">Hosts &amp; groups</a><a href="/logout">Log out</a></nav>
+<p>You are logged in.</p>""")
+
+
+def session_identity(scope: dict[str, Any]) -> str | None:
+    """The demo's identity hook: the account id its own login put in the session."""
+    session = scope.get("session") or {}
+    user = session.get("user")
+    return str(user) if user else None
+
+
+async def seed_demo(store: AsyncStore, accounts: Accounts) -> None:
+    try:
+        await store.run(accounts.create(DEMO_USER, DEMO_PASSWORD))
+    except AccountExists:
+        pass
+
+
+def create_app(settings: Settings | None = None, memory: MemoryStore | None = None) -> Starlette:
+    settings = settings or Settings.from_env(demo=True)
+    store = open_async_store(settings.redis_url, memory=memory or MemoryStore())
+    accounts = Accounts(store.keys, PasswordHasher())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.demo_seed:
+            await seed_demo(store, accounts)
+        yield
+        await store.close()
+
+    routes = [
+        Route("/", home),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["GET", "POST"]),
+    ]
+    middleware = [
+        Middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="demo_session",
+                   same_site="lax", https_only=False),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.settings, app.state.store, app.state.accounts = settings, store, accounts
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env(demo=True)
+    app = create_app(settings)
+    where = "Redis at " + settings.redis_url if settings.redis_url else "the embedded in-memory store"
+    print(f"Demo site: http://{settings.host}:{settings.port}/  (state in {where})", flush=True)
+    if settings.demo_seed:
+        print(f"Demo login: {DEMO_USER} / {DEMO_PASSWORD}   host: {DEMO_HOST}", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()
