@@ -110,7 +110,6 @@ _RESHAPE: dict[str, Any] = {
     "EXPIRE": _as_bool,
     "PEXPIRE": _as_bool,
     "PERSIST": _as_bool,
-    "HSETNX": _as_bool,
     "HEXISTS": _as_bool,
     "SISMEMBER": _as_bool,
     "HGETALL": _pairs,

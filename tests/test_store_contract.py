@@ -1,0 +1,209 @@
+"""One contract, four drivers: memory and a real redis-server, each blocking and async."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from mfa_middleware.store import AsyncStore, Keys, MemoryStore, Op, Store, open_async_store, open_store
+from mfa_middleware.store import scripts
+from mfa_middleware.store.effects import Eval, Offload, Script, StoreResponseError, batch, cmd
+
+
+class Runner:
+    """Runs ops on a blocking or async store with one async-looking API for the tests."""
+
+    def __init__(self, store: Store | AsyncStore) -> None:
+        self.store = store
+        self.keys = store.keys
+
+    async def run(self, op: Op[Any]) -> Any:
+        if isinstance(self.store, AsyncStore):
+            return await self.store.run(op)
+        return self.store.run(op)
+
+    async def concurrently(self, n: int, make: Callable[[], Op[Any]]) -> list[Any]:
+        if isinstance(self.store, AsyncStore):
+            return list(await asyncio.gather(*(self.store.run(make()) for _ in range(n))))
+        store = self.store
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            return list(pool.map(lambda _: store.run(make()), range(n)))
+
+
+DRIVERS = ["memory-sync", "memory-async", "redis-sync", "redis-async"]
+
+
+@pytest.fixture(params=DRIVERS)
+async def runner(request: pytest.FixtureRequest) -> AsyncIterator[Runner]:
+    kind, mode = request.param.split("-")
+    url = request.getfixturevalue("redis_url") if kind == "redis" else None
+    memory = MemoryStore()
+    store: Store | AsyncStore = (
+        open_store(url, prefix="t", memory=memory) if mode == "sync"
+        else open_async_store(url, prefix="t", memory=memory)
+    )
+    yield Runner(store)
+    if isinstance(store, AsyncStore):
+        await store.close()
+    else:
+        store.close()
+
+
+def one(*args: Any) -> Op[Any]:
+    return (yield cmd(*args))
+
+
+def ev(e: Eval) -> Op[Any]:
+    return (yield e)
+
+
+async def test_strings_and_ttl(runner: Runner) -> None:
+    assert await runner.run(one("GET", "t:s")) is None
+    assert await runner.run(one("SET", "t:s", "v")) is True
+    assert await runner.run(one("SET", "t:s", "w", "NX")) is None
+    assert await runner.run(one("GET", "t:s")) == "v"
+    assert await runner.run(one("SET", "t:x", "1", "PX", 150)) is True
+    assert 0 < await runner.run(one("PTTL", "t:x")) <= 150
+    assert await runner.run(one("TTL", "t:s")) == -1
+    assert await runner.run(one("TTL", "t:none")) == -2
+    await asyncio.sleep(0.25)
+    assert await runner.run(one("GET", "t:x")) is None
+    assert await runner.run(one("EXISTS", "t:x", "t:s")) == 1
+    assert await runner.run(one("INCRBY", "t:n", 5)) == 5
+    assert await runner.run(one("INCR", "t:n")) == 6
+    assert await runner.run(one("EXPIRE", "t:n", 10)) is True
+    assert await runner.run(one("EXPIRE", "t:missing", 10)) is False
+    assert await runner.run(one("DEL", "t:n", "t:s", "t:missing")) == 2
+
+
+async def test_hashes_sets_lists(runner: Runner) -> None:
+    assert await runner.run(one("HSET", "t:h", "a", "1", "b", "2")) == 2
+    assert await runner.run(one("HGETALL", "t:h")) == {"a": "1", "b": "2"}
+    assert await runner.run(one("HGET", "t:h", "a")) == "1"
+    assert await runner.run(one("HMGET", "t:h", "a", "zz")) == ["1", None]
+    assert await runner.run(one("HSETNX", "t:h", "a", "9")) == 0
+    assert await runner.run(one("HINCRBY", "t:h", "c", 3)) == 3
+    assert await runner.run(one("HEXISTS", "t:h", "c")) is True
+    assert await runner.run(one("HDEL", "t:h", "a", "b", "c")) == 3
+    assert await runner.run(one("EXISTS", "t:h")) == 0  # empty hashes vanish, as in Redis
+    assert await runner.run(one("HGETALL", "t:h")) == {}
+    assert await runner.run(one("SADD", "t:set", "x", "y", "x")) == 2
+    assert await runner.run(one("SMEMBERS", "t:set")) == {"x", "y"}
+    assert await runner.run(one("SISMEMBER", "t:set", "x")) in (True, 1)
+    assert await runner.run(one("SREM", "t:set", "x", "q")) == 1
+    assert await runner.run(one("SCARD", "t:set")) == 1
+    for i in range(5):
+        await runner.run(one("LPUSH", "t:l", str(i)))
+    assert await runner.run(one("LTRIM", "t:l", 0, 2)) is True
+    assert await runner.run(one("LRANGE", "t:l", 0, -1)) == ["4", "3", "2"]
+    with pytest.raises(StoreResponseError):
+        await runner.run(one("HGET", "t:l", "x"))  # WRONGTYPE
+
+
+async def test_batch_and_offload(runner: Runner) -> None:
+    def op() -> Op[Any]:
+        results = yield batch([cmd("SET", "t:a", "1"), cmd("INCR", "t:a"), scripts.count("t:c", 2, 1000)])
+        doubled = yield Offload(lambda: results[1] * 2)
+        return results, doubled
+
+    results, doubled = await runner.run(op())
+    assert results[0] is True and results[1] == 2 and results[2][0] == 2 and doubled == 4
+
+
+async def test_script_errors_are_store_errors(runner: Runner) -> None:
+    broken = Script("broken", "return redis.call('NOSUCHCOMMAND')")
+    with pytest.raises(StoreResponseError):
+        await runner.run(ev(Eval(broken, ())))
+
+
+async def test_script_reply_conversion(runner: Runner) -> None:
+    s = Script("shapes", "return {1, 'two', false, 3.9, {4}}")
+    assert await runner.run(ev(Eval(s, ()))) == [1, "two", None, 3, [4]]
+    assert await runner.run(ev(Eval(Script("nil", "return nil"), ()))) is None
+    assert await runner.run(ev(Eval(Script("st", "return redis.status_reply('FINE')"), ()))) == "FINE"
+
+
+async def test_count_window_expires(runner: Runner) -> None:
+    n, ttl = await runner.run(ev(scripts.count("t:w", 1, 200)))
+    assert n == 1 and 0 < ttl <= 200
+    n, _ = await runner.run(ev(scripts.count("t:w", 1, 200)))
+    assert n == 2
+    await asyncio.sleep(0.3)
+    n, _ = await runner.run(ev(scripts.count("t:w", 1, 200)))
+    assert n == 1
+
+
+async def test_compare_and_set(runner: Runner) -> None:
+    assert await runner.run(ev(scripts.compare_and_set("t:h", "f", None, "a"))) == 1
+    assert await runner.run(ev(scripts.compare_and_set("t:h", "f", None, "b"))) == 0
+    assert await runner.run(ev(scripts.compare_and_set("t:h", "f", "a", "b"))) == 1
+    assert await runner.run(one("HGET", "t:h", "f")) == "b"
+
+
+async def test_advance_is_monotonic(runner: Runner) -> None:
+    assert await runner.run(ev(scripts.advance("t:h", "step", 10))) == 1
+    assert await runner.run(ev(scripts.advance("t:h", "step", 10))) == 0
+    assert await runner.run(ev(scripts.advance("t:h", "step", 9))) == 0
+    assert await runner.run(ev(scripts.advance("t:h", "step", 11))) == 1
+
+
+# -- exactly-once under 50 concurrent callers ---------------------------------------
+async def test_consume_once_under_concurrency(runner: Runner) -> None:
+    await runner.run(one("HSET", "t:codes", "c1", "payload"))
+    results = await runner.concurrently(50, lambda: ev(scripts.consume("t:codes", "c1")))
+    assert results.count("payload") == 1 and results.count(None) == 49
+
+
+async def test_compare_and_set_under_concurrency(runner: Runner) -> None:
+    results = await runner.concurrently(50, lambda: ev(scripts.compare_and_set("t:h", "owner", None, "me")))
+    assert sum(results) == 1
+
+
+async def test_advance_under_concurrency(runner: Runner) -> None:
+    results = await runner.concurrently(50, lambda: ev(scripts.advance("t:h", "step", 42)))
+    assert sum(results) == 1
+
+
+async def test_count_under_concurrency(runner: Runner) -> None:
+    results = await runner.concurrently(50, lambda: ev(scripts.count("t:ctr", 1, 60_000)))
+    assert sorted(r[0] for r in results) == list(range(1, 51))
+
+
+async def test_set_nx_under_concurrency(runner: Runner) -> None:
+    results = await runner.concurrently(50, lambda: one("SET", "t:claim", "x", "NX"))
+    assert results.count(True) == 1
+
+
+# -- key prefixes -------------------------------------------------------------------
+async def test_key_layout_and_prefix_isolation(runner: Runner) -> None:
+    a, b = Keys("one"), Keys("two")
+    assert a.account("alice") == "one:{a:alice}:account"
+    assert a.account("alice", "x").split("}")[0] == a.account("alice").split("}")[0]  # one hash tag
+    await runner.run(one("SET", a.shared("k"), "A"))
+    await runner.run(one("SET", b.shared("k"), "B"))
+    assert await runner.run(one("GET", a.shared("k"))) == "A"
+    _, found = await runner.run(one("SCAN", 0, "MATCH", a.pattern(), "COUNT", 1000))
+    assert found == [a.shared("k")]
+
+
+def test_memory_store_is_shared_between_sync_and_async() -> None:
+    memory = MemoryStore()
+    sync = open_store(None, memory=memory)
+    sync.run(one("SET", "k", "v"))
+    assert asyncio.run(open_async_store(None, memory=memory).run(one("GET", "k"))) == "v"
+
+
+def test_memory_ttl_sweep_frees_memory() -> None:
+    memory = MemoryStore()
+    store = open_store(None, memory=memory)
+    for i in range(200):
+        store.run(one("SET", f"k{i}", "v", "PX", 1))
+    time.sleep(0.01)
+    for _ in range(400):
+        store.run(one("PING"))
+    assert len(memory.server.data) < 200
