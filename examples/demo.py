@@ -110,10 +110,8 @@ def session_identity(scope: dict[str, Any]) -> str | None:
 
 
 async def seed_demo(store: AsyncStore, accounts: Accounts) -> None:
-    try:
+    with contextlib.suppress(AccountExists):
         await store.run(accounts.create(DEMO_USER, DEMO_PASSWORD))
-    except AccountExists:
-        pass
 
 
 def create_app(settings: Settings | None = None, memory: MemoryStore | None = None) -> Starlette:

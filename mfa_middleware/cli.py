@@ -10,7 +10,6 @@ from .cli_common import EXIT_OK, Refused, add_common_options, connect, emit, rea
 from .passwords import PasswordHasher
 
 
-
 def cmd_user_add(args: argparse.Namespace) -> int:
     store = connect(args)
     password = read_secret_stdin()

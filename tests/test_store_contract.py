@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from mfa_middleware.store import AsyncStore, Keys, MemoryStore, Op, Store, open_async_store, open_store
-from mfa_middleware.store import scripts
+from mfa_middleware.store import AsyncStore, Keys, MemoryStore, Op, Store, open_async_store, open_store, scripts
 from mfa_middleware.store.effects import Eval, Offload, Script, StoreResponseError, batch, cmd
 
 

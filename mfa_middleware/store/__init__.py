@@ -6,7 +6,7 @@ Domain code builds operations (generators yielding effects, see ``effects``);
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .effects import Op, StoreError, StoreResponseError, StoreUnavailable, cmd, pure
 from .keys import Keys
