@@ -248,9 +248,7 @@ def _parse_query(query: bytes | str) -> dict[str, str] | None:
         # parse_qsl would decode bytes as strict ASCII and raise on anything else.
         query = query.decode("utf-8", errors="replace")
     try:
-        pairs = urllib.parse.parse_qsl(
-            query, keep_blank_values=True, errors="replace", max_num_fields=MAX_QUERY_FIELDS
-        )
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, errors="replace", max_num_fields=MAX_QUERY_FIELDS)
     except ValueError:
         return None
     # Last value wins for a repeated field, as with Starlette's query_params.
