@@ -133,7 +133,7 @@ def test_twenty_hosts_are_fine_twentyone_are_numhost() -> None:
         ("2001:DB8:0:0::1", IPv6Address("2001:db8::1")),
         ("::ffff:1.2.3.4", IPv4Address("1.2.3.4")),
         ("fe80::1%eth0", None),
-        ("0.0.0.0", None),  # noqa: S104 (parsed, never bound)
+        ("0.0.0.0", None),
         ("::", None),
         ("224.0.0.1", None),
         ("ff02::1", None),
