@@ -30,7 +30,7 @@ peers:
 	fi
 
 lint: install
-	$(VENV)/bin/ruff check mfa_middleware ddns_update examples tests bench
+	$(VENV)/bin/ruff check mfa_middleware ddns_update examples tests $(wildcard bench)
 	$(VENV)/bin/mypy
 
 test: install peers lint
