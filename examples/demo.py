@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from mfa_middleware.accounts import AccountExists, Accounts
+from mfa_middleware.asgi import MFAMiddleware
 from mfa_middleware.config import Settings
 from mfa_middleware.crypto import constant_time_equals
 from mfa_middleware.passwords import PasswordHasher
@@ -134,6 +135,9 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
     middleware = [
         Middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="demo_session",
                    same_site="lax", https_only=False),
+        # Inside the session middleware, so the gate sees the demo's login (session["user"]).
+        Middleware(MFAMiddleware, identity=session_identity, store=store, secret_key=settings.secret_key,
+                   encryption_keys=settings.encryption_keys, login_url="/login"),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings, app.state.store, app.state.accounts = settings, store, accounts

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import secrets
+from typing import Any
 
 from .accounts import AccountExists, Accounts
-from .cli_common import EXIT_OK, Refused, add_common_options, connect, emit, read_secret_stdin, run_cli
+from .backup_codes import BackupCodeHasher
+from .cli_common import EXIT_OK, EXIT_REFUSED, Refused, add_common_options, connect, emit, read_secret_stdin, run_cli
+from .crypto import SeedCipher
 from .passwords import PasswordHasher
+from .store import Store
+from .twofactor import TwoFactor
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
@@ -30,9 +36,61 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def show_fields(store: object, account_id: str) -> dict[str, object]:
-    """Extra facts about an account for ``user show``; the 2FA module extends this."""
-    return {}
+def show_fields(store: Store, account_id: str) -> dict[str, object]:
+    """Extra facts about an account for ``user show``: its 2FA state."""
+    st = store.run(_twofactor(store).status(account_id))
+    return {
+        "two_factor": "on" if st.enabled else "off",
+        "backup_codes_left": st.backup_codes_left,
+        "locked_until": _iso(st.locked_until),
+        "security_question_set": st.security_question is not None,
+    }
+
+
+# -- 2FA commands (reset-2fa, check-answer, unlock) ----------------------------------------------
+def _twofactor(store: Store) -> TwoFactor:
+    # status/reset/unlock/check-answer never decrypt seeds nor hash backup codes, so the operator's
+    # keys are not needed here; throwaway ones satisfy the constructor.
+    throwaway = secrets.token_urlsafe(32)
+    return TwoFactor(store.keys, SeedCipher([throwaway]), BackupCodeHasher(throwaway.encode()),
+                     PasswordHasher())
+
+
+def _iso(ts: float | None) -> str | None:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds") if ts else None
+
+
+def _existing(store: Store, username: str) -> str:
+    account = store.run(Accounts(store.keys, PasswordHasher()).get(username))
+    if account is None:
+        raise Refused(f"no account {username!r}")
+    return account.id
+
+
+def cmd_user_reset_2fa(args: argparse.Namespace) -> int:
+    store = connect(args)
+    account_id = _existing(store, args.username)
+    was_on = store.run(_twofactor(store).reset(account_id))
+    emit(args, {"username": account_id, "two_factor": "off", "was_on": was_on},
+         f"2FA of {account_id} is off" + ("" if was_on else " (it was not on)"))
+    return EXIT_OK
+
+
+def cmd_user_check_answer(args: argparse.Namespace) -> int:
+    store = connect(args)
+    account_id = _existing(store, args.username)
+    answer = read_secret_stdin("answer")
+    ok = store.run(_twofactor(store).check_answer(account_id, answer))
+    emit(args, {"username": account_id, "match": ok}, "match" if ok else "no match")
+    return EXIT_OK if ok else EXIT_REFUSED
+
+
+def cmd_user_unlock(args: argparse.Namespace) -> int:
+    store = connect(args)
+    account_id = _existing(store, args.username)
+    store.run(_twofactor(store).unlock(account_id))
+    emit(args, {"username": account_id, "unlocked": True}, f"{account_id} unlocked")
+    return EXIT_OK
 
 
 def cmd_user_show(args: argparse.Namespace) -> int:
@@ -83,8 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def register_2fa_commands(sub: object) -> None:
-    """Hook for the 2FA commands (reset-2fa, check-answer, unlock)."""
+def register_2fa_commands(sub: Any) -> None:
+    """The 2FA commands: reset-2fa, check-answer (answer on stdin), unlock."""
+    sub("reset-2fa", cmd_user_reset_2fa, "turn 2FA off after the account holder's identity was proven")
+    sub("check-answer", cmd_user_check_answer, "compare the answer on stdin with the security answer")
+    sub("unlock", cmd_user_unlock, "clear the verification throttle")
 
 
 def main(argv: list[str] | None = None) -> None:

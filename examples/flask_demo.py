@@ -1,0 +1,116 @@
+"""The demo site as a Flask (WSGI) app behind the WSGI gate: ``python -m examples.flask_demo``.
+
+Same login form (``username``, ``password``, ``csrf_token``) and pages as ``examples.demo``; state in the
+embedded in-memory store unless ``REDIS_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import secrets
+import sys
+from typing import Any
+
+from flask import Flask, redirect, request, session
+
+from mfa_middleware.accounts import AccountExists, Accounts
+from mfa_middleware.config import Settings
+from mfa_middleware.crypto import constant_time_equals
+from mfa_middleware.identity import flask_session
+from mfa_middleware.passwords import OWASP, Argon2Profile, PasswordHasher
+from mfa_middleware.store import MemoryStore, Store, open_store
+from mfa_middleware.wsgi import MFAWsgiMiddleware
+
+from .demo import DEMO_PASSWORD, DEMO_USER, PAGE, safe_next
+
+log = logging.getLogger("examples.flask_demo")
+
+
+def _page(title: str, body: str, status: int = 200) -> tuple[str, int]:
+    return PAGE.format(title=html.escape(title), body=body), status
+
+
+def _csrf() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return str(session["csrf"])
+
+
+def _login_form(error: str = "", status: int = 200) -> tuple[str, int]:
+    nxt = html.escape(request.args.get("next", "/"))
+    err = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    return _page("Log in", f"""<h1>Log in</h1>{err}
+<form method="post" action="/login?next={nxt}">
+<input type="hidden" name="csrf_token" value="{_csrf()}">
+<label>Username<input name="username" autocomplete="username" required autofocus></label>
+<label>Password<input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Log in</button></form>""", status)
+
+
+def create_app(settings: Settings | None = None, memory: MemoryStore | None = None, *,
+               argon2_profile: Argon2Profile = OWASP, store: Store | None = None) -> Flask:
+    settings = settings or Settings.from_env(demo=True)
+    store = store or open_store(settings.redis_url, memory=memory or MemoryStore())
+    accounts = Accounts(store.keys, PasswordHasher(argon2_profile))
+    app = Flask(__name__)
+    app.secret_key = settings.secret_key
+    app.config.update(SESSION_COOKIE_NAME="demo_session", SESSION_COOKIE_SAMESITE="Lax")
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        if request.method == "GET":
+            return _login_form()
+        expected = session.get("csrf")
+        if not expected or not constant_time_equals(expected, request.form.get("csrf_token", "")):
+            return _login_form("Your session expired; please try again.", 400)
+        account = store.run(accounts.authenticate(request.form.get("username", ""),
+                                                  request.form.get("password", "")))
+        if account is None:
+            return _login_form("Wrong username or password.", 401)
+        session.clear()
+        session["user"] = account.id
+        return redirect(safe_next(request.args.get("next")), 303)
+
+    @app.route("/logout", methods=["GET", "POST"])
+    def logout() -> Any:
+        if request.method == "GET":
+            return _page("Log out", f"""<form method="post" action="/logout">
+<input type="hidden" name="csrf_token" value="{_csrf()}"><button>Log out</button></form>""")
+        session.clear()
+        return redirect("/login", 303)
+
+    @app.route("/")
+    def home() -> Any:
+        user = session.get("user")
+        if not user:
+            return redirect("/login?next=/", 303)
+        return _page("Home", f"""<h1>Hello, {html.escape(user)}</h1>
+<nav><a href="/mfa/security">Security</a><a href="/account">Hosts &amp; groups</a><a href="/logout">Log out</a></nav>
+<p>You are logged in.</p>""")
+
+    app.wsgi_app = MFAWsgiMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, identity=flask_session(app), store=store, secret_key=settings.secret_key,
+        encryption_keys=settings.encryption_keys, argon2_profile=argon2_profile, login_url="/login",
+    )
+    app.extensions["mfa_store"], app.extensions["mfa_accounts"] = store, accounts
+    if settings.demo_seed:
+        with contextlib.suppress(AccountExists):
+            store.run(accounts.create(DEMO_USER, DEMO_PASSWORD))
+    return app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env(demo=True)
+    app = create_app(settings)
+    where = "Redis at " + settings.redis_url if settings.redis_url else "the embedded in-memory store"
+    print(f"Demo site (Flask): http://{settings.host}:{settings.port}/  (state in {where})", flush=True)
+    if settings.demo_seed:
+        print(f"Demo login: {DEMO_USER} / {DEMO_PASSWORD}", flush=True)
+    app.run(host=settings.host, port=settings.port, threaded=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""``MFAMiddleware``: the gate as ASGI middleware (Starlette, FastAPI, Django's ASGI handler…).
+
+Put it *inside* the app's session middleware, so the identity hook can read the app's login.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .gate import MAX_FORM_BYTES, Pass, Reply, Request, parse_cookies, parse_form
+from .options import gate_and_store_url
+from .passwords import OWASP, Argon2Profile
+from .store import AsyncStore, StoreError, open_async_store
+
+log = logging.getLogger("mfa_middleware")
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+AsgiIdentity = Callable[[Scope], "str | Awaitable[str | None] | None"]
+
+
+class MFAMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        identity: AsgiIdentity,
+        secret_key: str | None = None,
+        encryption_keys: Sequence[str] | str | None = None,
+        store: AsyncStore | None = None,
+        redis_url: str | None = None,
+        prefix: str = "/mfa",
+        policy: str = "optional",
+        exempt: Sequence[str] = ("/nic/update",),
+        issuer: str = "mfa-ddns",
+        remember_days: int = 30,
+        password_checker: Callable[[str, str], bool] | None = None,
+        argon2_profile: Argon2Profile = OWASP,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.identity = identity
+        self.gate, url = gate_and_store_url(
+            secret_key=secret_key, encryption_keys=encryption_keys, redis_url=redis_url,
+            keys=store.keys if store else None, prefix=prefix, policy=policy, exempt=exempt, issuer=issuer,
+            remember_days=remember_days, password_checker=password_checker, argon2_profile=argon2_profile,
+            **options,
+        )
+        self.store = store or open_async_store(url)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        req = await self._request(scope, receive)
+        try:
+            decision = await self.store.run(self.gate.handle(req))
+        except StoreError as exc:
+            log.error("2FA gate failing closed: %s", exc)
+            decision = self.gate.unavailable(req)
+        if isinstance(decision, Reply):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await _respond(send, decision)
+            return
+        scope["mfa"] = decision.mfa
+        await self.app(scope, receive, _with_cookies(send, decision))
+
+    async def _request(self, scope: Scope, receive: Receive) -> Request:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        identity = self.identity(scope)
+        if inspect.isawaitable(identity):
+            identity = await identity
+        method = scope.get("method", "GET")
+        form: dict[str, str] = {}
+        if self.gate.wants_body(method, scope["path"]):
+            form = parse_form(await _read_body(receive))
+        client = scope.get("client") or ("", 0)
+        return Request(
+            method=method, path=scope["path"],
+            query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
+            headers=headers, cookies=parse_cookies(headers.get("cookie", "")), client_ip=str(client[0]),
+            https=scope.get("scheme") in ("https", "wss"), identity=str(identity) if identity else None,
+            form=form,
+        )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body") or len(body) > MAX_FORM_BYTES:
+            return body
+
+
+async def _respond(send: Send, reply: Reply) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    headers.append((b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+def _with_cookies(send: Send, decision: Pass) -> Send:
+    if not decision.cookies:
+        return send
+
+    async def send_wrapper(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            headers += [(b"set-cookie", c.encode("latin-1")) for c in decision.cookies]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_wrapper

@@ -1,0 +1,331 @@
+"""The gate's decision core, free of I/O and frameworks (sans-IO).
+
+An adapter turns a request into ``Request`` facts and runs ``Gate.handle(request)`` (a store operation)
+with its store; the result is ``Pass`` (call the app, with ``mfa`` facts and maybe cookies to set) or
+``Reply`` (send this response). ``asgi.py`` and ``wsgi.py`` only translate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from . import backup_codes
+from .accounts import Accounts
+from .crypto import SeedCipher, derive_key
+from .pages import Pages
+from .passwords import OWASP, Argon2Profile, PasswordHasher
+from .sessions import SESSION_COOKIE, TRUST_COOKIE, GateSession, Sessions, cookie_name
+from .store import Keys, Op, cmd
+from .store.effects import Offload
+from .totp import TotpParams
+from .twofactor import AuditHook, ThrottlePolicy, TwoFactor
+
+DEFAULT_EXEMPT = ("/nic/update",)
+MAX_FORM_BYTES = 64 * 1024
+PasswordCheck = Callable[[str, str], bool]
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]  # lower-case names
+    cookies: Mapping[str, str]
+    client_ip: str
+    https: bool
+    identity: str | None
+    form: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def full_path(self) -> str:
+        return self.path + ("?" + urlencode(self.query) if self.query else "")
+
+    def wants_json(self) -> bool:
+        accept = self.headers.get("accept", "").lower()
+        if "application/json" not in accept:
+            return False
+        html_at = accept.find("text/html")
+        return html_at < 0 or accept.find("application/json") < html_at
+
+
+@dataclass
+class Pass:
+    """Let the request through to the app."""
+
+    mfa: dict[str, Any]
+    cookies: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+Decision = Pass | Reply
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """Only same-site relative paths: no scheme, host, protocol-relative ``//``, backslash or control char."""
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)):
+        return default
+    return target
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    text = body[:MAX_FORM_BYTES].decode("utf-8", "replace")
+    return dict(parse_qsl(text, keep_blank_values=True))
+
+
+def parse_cookies(header: str) -> dict[str, str]:
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except Exception:  # a malformed Cookie header is treated as no cookies
+        return {}
+    return {k: m.value for k, m in jar.items()}
+
+
+@dataclass
+class Context:
+    """Everything the gate learned about one request."""
+
+    req: Request
+    account: str
+    enabled: bool
+    epoch: int
+    session: GateSession | None
+    cookies: list[str] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.session and self.session.verified_at)
+
+
+class Gate:
+    def __init__(
+        self,
+        *,
+        keys: Keys,
+        secret_key: str,
+        encryption_keys: Sequence[str] | str,
+        prefix: str = "/mfa",
+        policy: str = "optional",
+        exempt: Sequence[str] = DEFAULT_EXEMPT,
+        issuer: str = "mfa-ddns",
+        remember_days: int = 30,
+        password_checker: PasswordCheck | None = None,
+        argon2_profile: Argon2Profile = OWASP,
+        login_url: str = "/login",
+        template_dirs: Sequence[str | Path] = (),
+        audit: AuditHook | None = None,
+        idle_timeout: int = 30 * 60,
+        absolute_timeout: int = 12 * 3600,
+        throttle: ThrottlePolicy | None = None,
+        totp_drift: int = 1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if policy not in ("optional", "required"):
+            raise ValueError("policy must be 'optional' or 'required'")
+        if not secret_key:
+            raise ValueError("secret_key is required (MFA_SECRET_KEY)")
+        self.prefix = "/" + prefix.strip("/")
+        self.policy = policy
+        self.exempt = tuple(exempt)
+        self.remember_days = remember_days
+        self.login_url = login_url
+        self.clock = clock
+        hasher = PasswordHasher(argon2_profile)
+        self.accounts = Accounts(keys, hasher)
+        self.password_checker = password_checker
+        self.twofactor = TwoFactor(
+            keys, SeedCipher(encryption_keys),
+            backup_codes.BackupCodeHasher(derive_key(secret_key, "backup-code-hmac")), hasher,
+            TotpParams(issuer=issuer, drift=totp_drift), throttle, audit, clock,
+        )
+        self.cipher = self.twofactor.cipher
+        self.sessions = Sessions(keys, secret_key, idle_timeout=idle_timeout,
+                                 absolute_timeout=absolute_timeout, clock=clock)
+        self.pages = Pages(template_dirs)
+        self.issuer = issuer
+
+    # -- what the adapters ask -------------------------------------------------------------------
+    def is_exempt(self, path: str) -> bool:
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.exempt)
+
+    def owns(self, path: str) -> bool:
+        return path == self.prefix or path.startswith(self.prefix + "/")
+
+    def wants_body(self, method: str, path: str) -> bool:
+        return method == "POST" and self.owns(path)
+
+    def handle(self, req: Request) -> Op[Decision]:
+        if self.is_exempt(req.path) and not self.owns(req.path):
+            return Pass({"exempt": True, "verified": False, "verified_at": None})
+        if req.identity is None:
+            return (yield from self._anonymous(req))
+        ctx = yield from self._context(req)
+        if self.owns(req.path):
+            from .views import dispatch
+
+            decision = yield from dispatch(self, ctx)
+        else:
+            decision = yield from self._guard(ctx)
+        return self._with_cookies(decision, ctx.cookies)
+
+    def unavailable(self, req: Request) -> Reply:
+        """Fail closed: the store is down, so nobody gets through."""
+        if req.wants_json():
+            return self.json(503, {"error": "unavailable"}, [("retry-after", "30")])
+        body = self.pages.render("mfa_message.html", title="Temporarily unavailable",
+                                 message="Sign-in is unavailable right now. Please try again in a minute.")
+        return Reply(503, [("content-type", "text/html; charset=utf-8"), ("retry-after", "30")], body.encode())
+
+    # -- decisions ---------------------------------------------------------------------------------
+    def _anonymous(self, req: Request) -> Op[Decision]:
+        # The app's login is gone: whatever this browser's gate session proved no longer applies.
+        cookies = []
+        sid = self.sessions.loads(req.cookies.get(cookie_name(SESSION_COOKIE, req.https)))
+        if sid:
+            yield from self.sessions.delete(sid)
+            cookies.append(self.clear_cookie(SESSION_COOKIE, req.https))
+        if self.owns(req.path):
+            return self._with_cookies(self.redirect(self._login_redirect(req)), cookies)
+        return Pass({"account": None, "enabled": False, "verified": False, "verified_at": None}, cookies)
+
+    def _login_redirect(self, req: Request) -> str:
+        return f"{self.login_url}?next={quote(req.full_path, safe='/')}"
+
+    def _context(self, req: Request) -> Op[Context]:
+        account = req.identity or ""
+        seed, epoch = yield cmd("HMGET", self.twofactor.keys.account(account, "mfa"), "seed", "epoch")
+        ctx = Context(req, account, bool(seed), int(epoch or 0), None)
+        raw = req.cookies.get(cookie_name(SESSION_COOKIE, req.https))
+        sid = self.sessions.loads(raw)
+        if sid:
+            session = yield from self.sessions.load(sid)
+            if session and session.account == account and session.epoch == ctx.epoch:
+                ctx.session = session
+                yield from self.sessions.touch(sid)
+            elif session:  # another identity's, or ended by disable/regenerate/sign-out-everywhere
+                yield from self.sessions.delete(sid)
+        if raw and ctx.session is None:
+            ctx.cookies.append(self.clear_cookie(SESSION_COOKIE, req.https))
+        if ctx.enabled and not ctx.verified:
+            yield from self._trusted_browser(ctx)
+        return ctx
+
+    def _trusted_browser(self, ctx: Context) -> Op[None]:
+        req = ctx.req
+        data = self.sessions.loads_trust(req.cookies.get(cookie_name(TRUST_COOKIE, req.https)),
+                                         self.remember_days * 86400)
+        if not data or data[0] != ctx.account or not self.remember_days:
+            return
+        trusted = yield from self.twofactor.is_trusted(ctx.account, data[1], ctx.epoch)
+        if trusted:
+            yield from self.mark_verified(ctx, "trusted")
+
+    def _guard(self, ctx: Context) -> Op[Decision]:
+        if ctx.enabled and not ctx.verified:
+            return self._challenge(ctx, f"{self.prefix}/verify")
+        if not ctx.enabled and self.policy == "required":
+            return self._challenge(ctx, f"{self.prefix}/setup")
+        return Pass(self.mfa_facts(ctx))
+        yield  # pragma: no cover
+
+    def _challenge(self, ctx: Context, where: str) -> Reply:
+        url = f"{where}?next={quote(ctx.req.full_path, safe='/')}"
+        if ctx.req.wants_json():
+            return self.json(401, {"error": "mfa_required", "verify_url": url})
+        return self.redirect(url)
+
+    def mfa_facts(self, ctx: Context) -> dict[str, Any]:
+        s = ctx.session
+        return {"account": ctx.account, "enabled": ctx.enabled, "verified": ctx.verified,
+                "verified_at": s.verified_at if s else None, "method": s.method if s and s.verified_at else None}
+
+    # -- helpers for views -------------------------------------------------------------------------
+    def ensure_session(self, ctx: Context) -> Op[GateSession]:
+        if ctx.session is None:
+            ctx.session = yield from self.sessions.create(ctx.account, ctx.epoch)
+            ctx.cookies.append(self.session_cookie(ctx.session.sid, ctx.req.https))
+        return ctx.session
+
+    def mark_verified(self, ctx: Context, method: str, epoch: int | None = None) -> Op[None]:
+        """Second factor passed: a new session id, so a planted or stolen pre-2FA id is worthless."""
+        session = yield from self.ensure_session(ctx)
+        ctx.session = yield from self.sessions.rotate(session, verified_at=self.clock(), method=method,
+                                                      epoch=ctx.epoch if epoch is None else epoch)
+        ctx.cookies.append(self.session_cookie(ctx.session.sid, ctx.req.https))
+
+    def check_password(self, ctx: Context, password: str) -> Op[str]:
+        """'' when the password is right, else the reason ('wrong' or 'locked')."""
+        if self.password_checker is not None:
+            checker, account = self.password_checker, ctx.account
+
+            def custom() -> Op[bool]:
+                ok = yield Offload(lambda: bool(checker(account, password)))
+                return bool(ok)
+
+            check = custom()
+        else:
+            check = _authenticated(self.accounts, ctx.account, password)
+        outcome = yield from self.twofactor.check_password(ctx.account, ctx.req.client_ip, check)
+        return "" if outcome.ok else outcome.reason
+
+    def session_cookie(self, sid: str, https: bool) -> str:
+        return self._cookie(cookie_name(SESSION_COOKIE, https), self.sessions.dumps(sid), https, None)
+
+    def trust_cookie(self, account: str, token_id: str, https: bool) -> str:
+        return self._cookie(cookie_name(TRUST_COOKIE, https), self.sessions.dumps_trust(account, token_id),
+                            https, self.remember_days * 86400)
+
+    def clear_cookie(self, base: str, https: bool) -> str:
+        return self._cookie(cookie_name(base, https), "", https, 0)
+
+    @staticmethod
+    def _cookie(name: str, value: str, https: bool, max_age: int | None) -> str:
+        parts = [f"{name}={value}", "Path=/", "HttpOnly", "SameSite=Lax"]
+        if max_age is not None:
+            parts.append(f"Max-Age={max_age}")
+        if https:
+            parts.append("Secure")
+        return "; ".join(parts)
+
+    def html(self, template: str, status: int = 200, **context: Any) -> Reply:
+        body = self.pages.render(template, prefix=self.prefix, **context)
+        return Reply(status, [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store")],
+                     body.encode("utf-8"))
+
+    @staticmethod
+    def redirect(url: str) -> Reply:
+        return Reply(303, [("location", url), ("cache-control", "no-store")], b"")
+
+    @staticmethod
+    def json(status: int, data: dict[str, Any], extra: list[tuple[str, str]] | None = None) -> Reply:
+        return Reply(status, [("content-type", "application/json"), *(extra or [])], json.dumps(data).encode())
+
+    @staticmethod
+    def _with_cookies(decision: Decision, cookies: list[str]) -> Decision:
+        if isinstance(decision, Reply):
+            decision.headers.extend(("set-cookie", c) for c in cookies)
+        else:
+            decision.cookies.extend(cookies)
+        return decision
+
+
+def _authenticated(accounts: Accounts, account_id: str, password: str) -> Op[bool]:
+    account = yield from accounts.authenticate(account_id, password)
+    return account is not None

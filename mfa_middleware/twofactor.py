@@ -1,0 +1,426 @@
+"""The second factor's state: enrollment, verification, backup codes, security question, throttles.
+
+Every method returns a store operation (see ``store.effects``); the gate runs it with ``Store.run`` (WSGI,
+CLI) or ``await AsyncStore.run`` (ASGI). Each state change is one Lua script over the account's keys (one
+hash tag), so it is atomic on Redis and in the memory driver alike, across all app instances.
+
+Per account (``Keys.account(id, part)``): ``mfa`` hash (seed token, last_step, enabled_at, epoch, question,
+answer), ``backup`` hash (code digest -> 1), ``pending`` (enrollment seed token, with a TTL), ``throttle``
+hash (streak, until) + ``fails`` (attempts this hour), ``trust`` hash (trusted-browser token -> epoch:expiry).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import backup_codes, totp
+from .crypto import SeedCipher, SeedDecryptError
+from .passwords import PasswordHasher
+from .store import Keys, Op, cmd
+from .store.effects import Eval, Offload, Script, batch
+from .store.scripts import ADVANCE, compare_and_set
+
+audit_log = logging.getLogger("mfa_middleware.audit")
+AuditHook = Callable[[str, dict[str, Any]], None]
+
+PENDING_TTL_MS = 15 * 60 * 1000
+HOUR_MS = 3600 * 1000
+
+# KEYS[1] mfa, KEYS[2] backup, KEYS[3] pending; ARGV pending token, seed token, step, now, digests...
+ENABLE = Script(
+    "mfa_enable",
+    """
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'seed') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'seed', ARGV[2], 'last_step', ARGV[3], 'enabled_at', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('DEL', KEYS[2], KEYS[3])
+for i = 5, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], '1') end
+return 1
+""",
+)
+
+# KEYS[1] mfa, KEYS[2] backup, KEYS[3] trust; ARGV digests. The old set dies in the same step.
+REGENERATE = Script(
+    "mfa_regenerate",
+    """
+if redis.call('HEXISTS', KEYS[1], 'seed') == 0 then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+for i = 1, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], '1') end
+return redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+""",
+)
+
+# KEYS[1] mfa, KEYS[2] backup, KEYS[3] pending, KEYS[4] trust. Returns the new epoch.
+DISABLE = Script(
+    "mfa_disable",
+    """
+local was = redis.call('HEXISTS', KEYS[1], 'seed')
+redis.call('HDEL', KEYS[1], 'seed', 'last_step', 'enabled_at')
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+return {was, epoch}
+""",
+)
+
+# KEYS[1] mfa, KEYS[2] backup; ARGV digest. {used, remaining}: a code works once, even under concurrency.
+USE_BACKUP = Script(
+    "mfa_use_backup",
+    """
+if redis.call('HEXISTS', KEYS[1], 'seed') == 0 then return {0, 0} end
+local used = redis.call('HDEL', KEYS[2], ARGV[1])
+return {used, redis.call('HLEN', KEYS[2])}
+""",
+)
+
+# Throttle, charged *before* the check so parallel guesses cannot overrun the hourly cap.
+# KEYS[1] throttle hash, KEYS[2] hourly counter; ARGV now_ms, max_per_hour, hour_ms.
+# Returns 0 = go ahead, else the ms until the next attempt is allowed.
+ATTEMPT = Script(
+    "mfa_attempt",
+    """
+local now = tonumber(ARGV[1])
+local locked = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if locked > now then return locked - now end
+local n = redis.call('INCR', KEYS[2])
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]); ttl = tonumber(ARGV[3]) end
+if n > tonumber(ARGV[2]) then
+  redis.call('DECR', KEYS[2])
+  return ttl
+end
+return 0
+""",
+)
+
+# A failed attempt: exponential back-off after `free` failures in a row, capped; the full hour once the
+# hourly cap is reached. KEYS as ATTEMPT; ARGV now_ms, free, base_ms, max_ms, max_per_hour, hour_ms.
+# Returns {streak, lock_ms}.
+FAILURE = Script(
+    "mfa_failure",
+    """
+local now = tonumber(ARGV[1])
+local streak = redis.call('HINCRBY', KEYS[1], 'streak', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+local lock = 0
+local over = streak - tonumber(ARGV[2])
+if over > 0 then
+  lock = math.min(tonumber(ARGV[3]) * math.pow(2, math.min(over - 1, 30)), tonumber(ARGV[4]))
+end
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+if n >= tonumber(ARGV[5]) then
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl > lock then lock = ttl end
+end
+lock = math.floor(lock)
+if lock > 0 then redis.call('HSET', KEYS[1], 'until', now + lock) end
+return {streak, lock}
+""",
+)
+
+# A success ends the streak and gives the attempt back to the hourly budget.
+SUCCESS = Script(
+    "mfa_success",
+    """
+redis.call('HDEL', KEYS[1], 'streak', 'until')
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+if n > 0 then redis.call('DECR', KEYS[2]) end
+return 1
+""",
+)
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    free_failures: int = 3  # in a row before back-off starts
+    base_ms: int = 1000  # first back-off, doubled per further failure
+    max_ms: int = 15 * 60 * 1000
+    max_per_hour: int = 100  # failures per account per hour, at most
+    ip_max_per_hour: int = 100  # failures per client address per hour, over all accounts
+
+
+@dataclass(frozen=True)
+class Status:
+    """What ``mfa-admin user show`` and the security page report."""
+
+    enabled: bool
+    enabled_at: float | None
+    backup_codes_left: int
+    locked_until: float | None
+    security_question: str | None
+    epoch: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "two_factor": self.enabled,
+            "enabled_at": self.enabled_at,
+            "backup_codes_left": self.backup_codes_left,
+            "locked_until": self.locked_until,
+            "security_question_set": self.security_question is not None,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to a verification: ``ok``, or why not (``wrong``, ``locked``, ``replayed``, ``off``).
+
+    A failure that starts a back-off is still ``wrong`` (with ``retry_after`` set); ``locked`` means the
+    attempt was refused unchecked."""
+
+    ok: bool
+    reason: str = ""
+    retry_after: float = 0.0
+    remaining: int | None = None  # backup codes left after a backup code was used
+
+
+def normalize_answer(answer: str) -> str:
+    """Security answers compare case-, width- and whitespace-insensitively."""
+    return " ".join(unicodedata.normalize("NFKC", answer).casefold().split())
+
+
+class TwoFactor:
+    def __init__(
+        self,
+        keys: Keys,
+        cipher: SeedCipher,
+        backup_hasher: backup_codes.BackupCodeHasher,
+        answer_hasher: PasswordHasher,
+        params: totp.TotpParams | None = None,
+        throttle: ThrottlePolicy | None = None,
+        audit: AuditHook | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.cipher = cipher
+        self.backup_hasher = backup_hasher
+        self.answer_hasher = answer_hasher
+        self.params = params or totp.TotpParams()
+        self.throttle = throttle or ThrottlePolicy()
+        self.audit_hook = audit
+        self.clock = clock
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _k(self, account_id: str, part: str) -> str:
+        return self.keys.account(account_id, part)
+
+    def _ip_keys(self, ip: str) -> tuple[str, str]:
+        tag = "{i:" + ip.replace("{", "").replace("}", "") + "}"
+        return self.keys.shared("ip", tag, "throttle"), self.keys.shared("ip", tag, "fails")
+
+    def audit(self, event: str, account_id: str, **data: Any) -> None:
+        payload = {"account": account_id, **data}
+        audit_log.info("%s %s", event, " ".join(f"{k}={v}" for k, v in payload.items()))
+        if self.audit_hook is not None:
+            try:
+                self.audit_hook(event, payload)
+            except Exception:  # the audit callback must never break a login
+                audit_log.exception("audit callback failed for %s", event)
+
+    def _digests(self, account_id: str, codes: list[str]) -> list[str]:
+        return [self.backup_hasher.digest(account_id, c) for c in codes]
+
+    # -- status ----------------------------------------------------------------------------------
+    def status(self, account_id: str) -> Op[Status]:
+        mfa, left, until = yield batch([
+            cmd("HMGET", self._k(account_id, "mfa"), "seed", "enabled_at", "question", "epoch"),
+            cmd("HLEN", self._k(account_id, "backup")),
+            cmd("HGET", self._k(account_id, "throttle"), "until"),
+        ])
+        seed, enabled_at, question, epoch = mfa
+        locked = float(until) / 1000 if until and float(until) / 1000 > self.clock() else None
+        return Status(
+            enabled=bool(seed),
+            enabled_at=float(enabled_at) if enabled_at else None,
+            backup_codes_left=int(left) if seed else 0,
+            locked_until=locked,
+            security_question=question or None,
+            epoch=int(epoch or 0),
+        )
+
+    # -- enrollment ------------------------------------------------------------------------------
+    def begin_enrollment(self, account_id: str) -> Op[str]:
+        """The pending seed (kept while the user types a code; a reload shows the same key)."""
+        token = yield cmd("GET", self._k(account_id, "pending"))
+        if token:
+            try:
+                return self.cipher.decrypt(account_id, token)
+            except SeedDecryptError:
+                pass
+        seed = totp.new_seed()
+        yield cmd("SET", self._k(account_id, "pending"), self.cipher.encrypt(account_id, seed),
+                  "PX", PENDING_TTL_MS)
+        return seed
+
+    def confirm_enrollment(self, account_id: str, code: str) -> Op[list[str] | None]:
+        """Turn 2FA on when ``code`` matches the pending seed; the ten new backup codes, or None."""
+        token = yield cmd("GET", self._k(account_id, "pending"))
+        if not token:
+            return None
+        try:
+            seed = self.cipher.decrypt(account_id, token)
+        except SeedDecryptError:
+            return None
+        step = totp.match_step(seed, code, self.clock(), None, self.params)
+        if step is None:
+            return None
+        codes = backup_codes.generate(10)
+        keys = (self._k(account_id, "mfa"), self._k(account_id, "backup"), self._k(account_id, "pending"))
+        args = (token, self.cipher.encrypt(account_id, seed), step, self.clock(),
+                *self._digests(account_id, codes))
+        done = yield Eval(ENABLE, keys, args)
+        if not done:
+            return None
+        self.audit("enabled", account_id)
+        return codes
+
+    # -- verification ----------------------------------------------------------------------------
+    def _charge(self, account_id: str, ip: str) -> Op[float]:
+        now_ms = int(self.clock() * 1000)
+        pol = self.throttle
+        acct = (self._k(account_id, "throttle"), self._k(account_id, "fails"))
+        wait_a = yield Eval(ATTEMPT, acct, (now_ms, pol.max_per_hour, HOUR_MS))
+        wait_i = 0
+        if ip and not wait_a:
+            wait_i = yield Eval(ATTEMPT, self._ip_keys(ip), (now_ms, pol.ip_max_per_hour, HOUR_MS))
+        if wait_i and not wait_a:  # give the account its charge back: the IP is what is blocked
+            yield Eval(SUCCESS, acct, ())
+        return max(int(wait_a or 0), int(wait_i or 0)) / 1000
+
+    def _settle(self, account_id: str, ip: str, ok: bool) -> Op[float]:
+        pol = self.throttle
+        pairs = [((self._k(account_id, "throttle"), self._k(account_id, "fails")), pol.max_per_hour)]
+        if ip:
+            pairs.append((self._ip_keys(ip), pol.ip_max_per_hour))
+        lock_ms = 0
+        for pair, cap in pairs:
+            if ok:
+                yield Eval(SUCCESS, pair, ())
+            else:
+                args = (int(self.clock() * 1000), pol.free_failures, pol.base_ms, pol.max_ms, cap, HOUR_MS)
+                _, lock = yield Eval(FAILURE, pair, args)
+                lock_ms = max(lock_ms, int(lock))
+        if lock_ms:
+            self.audit("lockout", account_id, ip=ip, seconds=lock_ms / 1000)
+        return lock_ms / 1000
+
+    def check_password(self, account_id: str, ip: str, check: Op[bool]) -> Op[Outcome]:
+        """Run a password re-entry ``check`` under the same throttle (before any argon2 work)."""
+        wait = yield from self._charge(account_id, ip)
+        if wait:
+            return Outcome(False, "locked", wait)
+        ok = yield from check
+        lock = yield from self._settle(account_id, ip, ok)
+        return Outcome(ok, "" if ok else "wrong", lock)
+
+    def verify_code(self, account_id: str, code: str, ip: str = "") -> Op[Outcome]:
+        wait = yield from self._charge(account_id, ip)
+        if wait:
+            return Outcome(False, "locked", wait)
+        mfa = self._k(account_id, "mfa")
+        token, last = yield cmd("HMGET", mfa, "seed", "last_step")
+        if not token:
+            yield from self._settle(account_id, ip, True)
+            return Outcome(False, "off")
+        try:
+            seed = self.cipher.decrypt(account_id, token)
+        except SeedDecryptError:
+            audit_log.error("seed of %s cannot be decrypted (key missing from MFA_ENCRYPTION_KEY?)", account_id)
+            return Outcome(False, "wrong")
+        step = totp.match_step(seed, code, self.clock(), None, self.params)
+        replayed = step is not None and last is not None and step <= int(last)
+        # The high-water mark advances atomically: of two racing submissions of one code, one wins.
+        if step is not None and not replayed:
+            advanced = yield Eval(ADVANCE, (mfa,), ("last_step", step))
+            replayed = not advanced
+        ok = step is not None and not replayed
+        if replayed:
+            self.audit("replayed_code", account_id, ip=ip)
+        if ok and self.cipher.needs_rotation(token):  # key rotation: re-seal under the current key
+            yield compare_and_set(mfa, "seed", token, self.cipher.encrypt(account_id, seed))
+        lock = yield from self._settle(account_id, ip, ok)
+        if ok:
+            return Outcome(True)
+        return Outcome(False, "replayed" if replayed else "wrong", lock)
+
+    def use_backup_code(self, account_id: str, code: str, ip: str = "") -> Op[Outcome]:
+        wait = yield from self._charge(account_id, ip)
+        if wait:
+            return Outcome(False, "locked", wait)
+        normalized = backup_codes.normalize(code)
+        used, left = 0, None
+        if normalized is not None:
+            digest = self.backup_hasher.digest(account_id, normalized)
+            keys = (self._k(account_id, "mfa"), self._k(account_id, "backup"))
+            used, left = yield Eval(USE_BACKUP, keys, (digest,))
+        lock = yield from self._settle(account_id, ip, bool(used))
+        if not used:
+            return Outcome(False, "wrong", lock)
+        self.audit("backup_code_used", account_id, ip=ip, remaining=left)
+        return Outcome(True, remaining=int(left or 0))
+
+    # -- changes ---------------------------------------------------------------------------------
+    def regenerate(self, account_id: str) -> Op[tuple[list[str], int] | None]:
+        """A new set of ten codes (the old set dies in the same step) and the new session epoch."""
+        codes = backup_codes.generate(10)
+        keys = (self._k(account_id, "mfa"), self._k(account_id, "backup"), self._k(account_id, "trust"))
+        epoch = yield Eval(REGENERATE, keys, tuple(self._digests(account_id, codes)))
+        if not epoch:
+            return None
+        self.audit("backup_codes_regenerated", account_id)
+        return codes, int(epoch)
+
+    def disable(self, account_id: str, by: str = "user") -> Op[int]:
+        """Turn 2FA off at once; returns the new epoch (which ends other sessions)."""
+        keys = tuple(self._k(account_id, p) for p in ("mfa", "backup", "pending", "trust"))
+        was, epoch = yield Eval(DISABLE, keys, ())
+        if was:
+            self.audit("disabled", account_id, by=by)
+        return int(epoch)
+
+    def reset(self, account_id: str) -> Op[bool]:
+        """Operator reset after identity was proven: 2FA off, throttle cleared. True if it was on."""
+        st = yield from self.status(account_id)
+        yield from self.disable(account_id, by="operator")
+        yield from self.unlock(account_id)
+        return st.enabled
+
+    def unlock(self, account_id: str) -> Op[None]:
+        yield cmd("DEL", self._k(account_id, "throttle"), self._k(account_id, "fails"))
+        self.audit("unlocked", account_id)
+
+    def sign_out_everywhere(self, account_id: str) -> Op[int]:
+        yield cmd("DEL", self._k(account_id, "trust"))
+        epoch = yield cmd("HINCRBY", self._k(account_id, "mfa"), "epoch", 1)
+        self.audit("signed_out_everywhere", account_id)
+        return int(epoch)
+
+    def set_security_question(self, account_id: str, question: str, answer: str) -> Op[None]:
+        norm = normalize_answer(answer)
+        digest = yield Offload(lambda: self.answer_hasher.hash(norm))
+        yield cmd("HSET", self._k(account_id, "mfa"), "question", question.strip(), "answer", digest)
+        self.audit("security_question_set", account_id)
+
+    def check_answer(self, account_id: str, answer: str) -> Op[bool]:
+        stored = yield cmd("HGET", self._k(account_id, "mfa"), "answer")
+        norm = normalize_answer(answer)
+        ok = yield Offload(lambda: bool(norm) and self.answer_hasher.verify(stored, norm))
+        return bool(ok) and stored is not None
+
+    # -- trusted browsers ------------------------------------------------------------------------
+    def trust_browser(self, account_id: str, token_id: str, epoch: int, days: int) -> Op[None]:
+        expiry = self.clock() + days * 86400
+        yield cmd("HSET", self._k(account_id, "trust"), token_id, f"{epoch}:{expiry:.0f}")
+        yield cmd("PEXPIRE", self._k(account_id, "trust"), days * 86400 * 1000)
+
+    def is_trusted(self, account_id: str, token_id: str, epoch: int) -> Op[bool]:
+        value = yield cmd("HGET", self._k(account_id, "trust"), token_id)
+        if not value:
+            return False
+        stored_epoch, _, expiry = str(value).partition(":")
+        return stored_epoch == str(epoch) and float(expiry or 0) > self.clock()
+

@@ -1,0 +1,95 @@
+"""``MFAWsgiMiddleware``: the gate as WSGI middleware (``app.wsgi_app = MFAWsgiMiddleware(app.wsgi_app, ...)``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .gate import MAX_FORM_BYTES, Gate, Reply, Request, parse_cookies, parse_form
+from .options import gate_and_store_url
+from .passwords import OWASP, Argon2Profile
+from .store import Store, StoreError, open_store
+
+log = logging.getLogger("mfa_middleware")
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+WsgiIdentity = Callable[[Environ], "str | None"]
+
+_REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+            405: "Method Not Allowed", 429: "Too Many Requests", 503: "Service Unavailable"}
+
+
+class MFAWsgiMiddleware:
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        identity: WsgiIdentity,
+        secret_key: str | None = None,
+        encryption_keys: Sequence[str] | str | None = None,
+        store: Store | None = None,
+        redis_url: str | None = None,
+        prefix: str = "/mfa",
+        policy: str = "optional",
+        exempt: Sequence[str] = ("/nic/update",),
+        issuer: str = "mfa-ddns",
+        remember_days: int = 30,
+        password_checker: Callable[[str, str], bool] | None = None,
+        argon2_profile: Argon2Profile = OWASP,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.identity = identity
+        self.gate: Gate
+        self.gate, url = gate_and_store_url(
+            secret_key=secret_key, encryption_keys=encryption_keys, redis_url=redis_url,
+            keys=store.keys if store else None, prefix=prefix, policy=policy, exempt=exempt, issuer=issuer,
+            remember_days=remember_days, password_checker=password_checker, argon2_profile=argon2_profile,
+            **options,
+        )
+        self.store = store or open_store(url)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        req = self._request(environ)
+        try:
+            decision = self.store.run(self.gate.handle(req))
+        except StoreError as exc:
+            log.error("2FA gate failing closed: %s", exc)
+            decision = self.gate.unavailable(req)
+        if isinstance(decision, Reply):
+            headers = [*decision.headers, ("content-length", str(len(decision.body)))]
+            start_response(f"{decision.status} {_REASONS.get(decision.status, '')}".strip(), headers)
+            return [decision.body]
+        environ["mfa"] = decision.mfa
+        if not decision.cookies:
+            return self.app(environ, start_response)
+
+        def start_with_cookies(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            return start_response(status, [*headers, *(("set-cookie", c) for c in decision.cookies)], *exc)
+
+        return self.app(environ, start_with_cookies)
+
+    def _request(self, environ: Environ) -> Request:
+        path = environ.get("PATH_INFO", "") or "/"
+        path = (environ.get("SCRIPT_NAME", "") + path).encode("latin-1").decode("utf-8", "replace")
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        form: dict[str, str] = {}
+        if self.gate.wants_body(method, path):
+            try:
+                length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_FORM_BYTES)
+            except ValueError:
+                length = 0
+            form = parse_form(environ["wsgi.input"].read(length) if length > 0 else b"")
+        headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
+        if "CONTENT_TYPE" in environ:
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        identity = self.identity(environ)
+        return Request(
+            method=method, path=path, query=dict(parse_qsl(environ.get("QUERY_STRING", ""))), headers=headers,
+            cookies=parse_cookies(headers.get("cookie", "")), client_ip=environ.get("REMOTE_ADDR", ""),
+            https=environ.get("wsgi.url_scheme") == "https", identity=str(identity) if identity else None,
+            form=form,
+        )
