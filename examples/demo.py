@@ -18,6 +18,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ddns_update.app import UpdateEndpoint, build_service
+from ddns_update.hosts import HostRefused, Hosts
+from ddns_update.pages import owner_routes
 from mfa_middleware.accounts import AccountExists, Accounts
 from mfa_middleware.asgi import MFAMiddleware
 from mfa_middleware.config import Settings
@@ -113,12 +116,17 @@ def session_identity(scope: dict[str, Any]) -> str | None:
 async def seed_demo(store: AsyncStore, accounts: Accounts) -> None:
     with contextlib.suppress(AccountExists):
         await store.run(accounts.create(DEMO_USER, DEMO_PASSWORD))
+    try:
+        await store.run(Hosts(store.keys).add(DEMO_USER, [DEMO_HOST]))
+    except HostRefused as exc:  # e.g. another account holds it in a shared Redis
+        log.warning("demo host not seeded: %s", exc)
 
 
 def create_app(settings: Settings | None = None, memory: MemoryStore | None = None) -> Starlette:
     settings = settings or Settings.from_env(demo=True)
     store = open_async_store(settings.redis_url, memory=memory or MemoryStore())
     accounts = Accounts(store.keys, PasswordHasher())
+    updates = UpdateEndpoint(build_service(settings, store.keys, accounts.hasher), store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -131,6 +139,8 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         Route("/", home),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["GET", "POST"]),
+        Route("/nic/update", updates, methods=["GET", "HEAD", "POST"]),  # exempt from the gate by default
+        *owner_routes(store, accounts, lambda request: session_identity(request.scope)),  # /account, gated
     ]
     middleware = [
         Middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="demo_session",

@@ -100,6 +100,15 @@ async def test_hashes_sets_lists(runner: Runner) -> None:
         await runner.run(one("LPUSH", "t:l", str(i)))
     assert await runner.run(one("LTRIM", "t:l", 0, 2)) is True
     assert await runner.run(one("LRANGE", "t:l", 0, -1)) == ["4", "3", "2"]
+    assert await runner.run(one("LINDEX", "t:l", 0)) == "4"
+    assert await runner.run(one("LINDEX", "t:l", -1)) == "2"
+    assert await runner.run(one("LINDEX", "t:l", 7)) is None
+    await runner.run(one("RPUSH", "t:l", "4", "3"))
+    assert await runner.run(one("LREM", "t:l", 1, "3")) == 1
+    assert await runner.run(one("LRANGE", "t:l", 0, -1)) == ["4", "2", "4", "3"]
+    assert await runner.run(one("LREM", "t:l", -1, "4")) == 1
+    assert await runner.run(one("LREM", "t:l", 0, "missing")) == 0
+    assert await runner.run(one("LRANGE", "t:l", 0, -1)) == ["4", "2", "3"]
     with pytest.raises(StoreResponseError):
         await runner.run(one("HGET", "t:l", "x"))  # WRONGTYPE
 

@@ -285,6 +285,25 @@ class MiniRedis:
     def cmd_llen(self, a: list[str]) -> int:
         return len(self._get(a[0], list) or [])
 
+    def cmd_lindex(self, a: list[str]) -> str | None:
+        lst = self._get(a[0], list) or []
+        i = _int(a[1])
+        return lst[i] if -len(lst) <= i < len(lst) else None
+
+    def cmd_lrem(self, a: list[str]) -> int:
+        lst = self._get(a[0], list)
+        if lst is None:
+            return 0
+        count, value = _int(a[1]), a[2]
+        positions = [i for i, v in enumerate(lst) if v == value]
+        if count < 0:
+            positions.reverse()
+        chosen = positions[: abs(count)] if count else positions
+        for i in sorted(chosen, reverse=True):
+            del lst[i]
+        self._drop_if_empty(a[0])
+        return len(chosen)
+
 
 def _arg(value: Any) -> str:
     if isinstance(value, bytes):

@@ -1,0 +1,159 @@
+"""Thin adapters around ``UpdateService``: an ASGI endpoint (Starlette) and a WSGI app.
+
+Inside a bigger Starlette app: ``Route("/nic/update", UpdateEndpoint(service, store), methods=["GET", "POST"])``
+(the endpoint ignores the path, so it also works under ``Mount``). Served alone:
+``uvicorn --factory ddns_update.app:create_app``. WSGI stacks: ``WsgiUpdateApp(service, blocking_store)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from ddns_update.credentials import Credentials, ThrottlePolicy
+from ddns_update.dns_backend import DnsBackend, backend_from_settings
+from ddns_update.protocol import parse_trusted_proxies
+from ddns_update.service import SERVER_ERROR, UpdateFacts, UpdatePolicy, UpdateReply, UpdateService
+from mfa_middleware.accounts import Accounts
+from mfa_middleware.config import Settings
+from mfa_middleware.crypto import derive_key
+from mfa_middleware.passwords import PasswordHasher
+from mfa_middleware.store import AsyncStore, Keys, MemoryStore, Op, Store, StoreError, open_async_store
+
+log = logging.getLogger("ddns_update")
+MAX_FORM_BYTES = 8192  # a POSTed update form is a few hundred bytes
+METHODS = ("GET", "HEAD", "POST")
+
+
+def build_service(settings: Settings, keys: Keys, hasher: PasswordHasher | None = None,
+                  backend: DnsBackend | None = None, policy: UpdatePolicy | None = None,
+                  throttle: ThrottlePolicy | None = None) -> UpdateService:
+    """The service with its credentials, DNS backend and policy taken from ``settings`` unless given."""
+    hasher = hasher or PasswordHasher()
+    credentials = Credentials(keys, Accounts(keys, hasher), hasher, derive_key(settings.secret_key, "ddns-credential"),
+                              throttle)
+    if policy is None:
+        blocklist = tuple(p.strip() for p in os.environ.get("DDNS_AGENT_BLOCKLIST", "").split(",") if p.strip())
+        policy = UpdatePolicy(agent_blocklist=blocklist,
+                              trusted_proxies=tuple(parse_trusted_proxies(",".join(settings.trusted_proxies))))
+    return UpdateService(keys, credentials, backend or backend_from_settings(settings), policy)
+
+
+def _joined(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Lower-case names; a repeated header's lines joined by commas (what the proxy parser expects)."""
+    headers: dict[str, str] = {}
+    for name, value in pairs:
+        name = name.lower()
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
+
+
+def _facts(query: bytes, body: bytes, headers: Mapping[str, str], peer: str | None) -> UpdateFacts:
+    if body and headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        query = query + b"&" + body if query else body
+    return UpdateFacts(query, headers.get("authorization"), headers.get("user-agent"), peer, headers)
+
+
+def _failed(exc: StoreError) -> UpdateReply:
+    log.error("store failure, answering 911: %s", exc)
+    return SERVER_ERROR
+
+
+class UpdateEndpoint:
+    """ASGI app answering /nic/update (any path it is routed to)."""
+
+    def __init__(self, service: UpdateService, store: AsyncStore) -> None:
+        self.service = service
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in METHODS:
+            await PlainTextResponse("method not allowed\n", 405, {"allow": ", ".join(METHODS)})(scope, receive, send)
+            return
+        headers = _joined((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+        body = await self._body(receive) if scope["method"] == "POST" else b""
+        client = scope.get("client")
+        facts = _facts(scope.get("query_string", b""), body, headers, client[0] if client else None)
+        reply = await self.run(self.service.update(facts))
+        response = PlainTextResponse(reply.body, reply.status, reply.headers)
+        await response(scope, receive, send)
+
+    async def run(self, op: Op[UpdateReply]) -> UpdateReply:
+        try:
+            return await self.store.run(op)
+        except StoreError as exc:
+            return _failed(exc)
+
+    @staticmethod
+    async def _body(receive: Receive) -> bytes:
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size <= MAX_FORM_BYTES:
+                chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks) if size <= MAX_FORM_BYTES else b""
+
+
+class WsgiUpdateApp:
+    """WSGI app answering /nic/update with a blocking store."""
+
+    def __init__(self, service: UpdateService, store: Store) -> None:
+        self.service = service
+        self.store = store
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in METHODS:
+            start_response("405 Method Not Allowed", [("Content-Type", "text/plain"), ("Allow", ", ".join(METHODS))])
+            return [b"method not allowed\n"]
+        pairs = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
+        if environ.get("CONTENT_TYPE"):
+            pairs.append(("content-type", environ["CONTENT_TYPE"]))
+        headers = _joined(pairs)
+        body = self._body(environ) if method == "POST" else b""
+        query = str(environ.get("QUERY_STRING", "")).encode("latin-1", "replace")
+        facts = _facts(query, body, headers, environ.get("REMOTE_ADDR"))
+        try:
+            reply = self.store.run(self.service.update(facts))
+        except StoreError as exc:
+            reply = _failed(exc)
+        status = f"{reply.status} {HTTPStatus(reply.status).phrase}"
+        start_response(status, list(reply.headers.items()))
+        return [] if method == "HEAD" else [reply.body.encode("utf-8")]
+
+    @staticmethod
+    def _body(environ: dict[str, Any]) -> bytes:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return b""
+        if length <= 0 or length > MAX_FORM_BYTES:
+            return b""
+        return bytes(environ["wsgi.input"].read(length))
+
+
+def create_app(settings: Settings | None = None, memory: MemoryStore | None = None,
+               service: UpdateService | None = None) -> Starlette:
+    """The endpoint served alone at ``/nic/update`` (``uvicorn --factory ddns_update.app:create_app``)."""
+    settings = settings or Settings.from_env()
+    store = open_async_store(settings.redis_url, memory=memory)
+    endpoint = UpdateEndpoint(service or build_service(settings, store.keys), store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await store.close()
+
+    return Starlette(routes=[Route("/nic/update", endpoint, methods=list(METHODS))], lifespan=lifespan)

@@ -1,0 +1,153 @@
+"""Who is this Basic login (an account or a group), and the slow way to prove it.
+
+The fast way lives in the update script: a keyed verifier, HMAC(server key, login, password), cached in
+the account's slot with the password epoch (accounts) or credential version (groups) it was proven under
+and an expiry. argon2id runs only when that cache misses, and only after the login and the client IP
+passed their failure throttles, so random passwords cannot burn the CPU. A router whose verifier is
+cached keeps working while someone hammers its login with wrong passwords: the throttle guards hashing,
+not the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+
+from ddns_update.groups import group_name
+from mfa_middleware.accounts import Accounts, InvalidUsername, normalize_username
+from mfa_middleware.passwords import PasswordHasher, PasswordRejected, clean_password
+from mfa_middleware.store import Keys, Op, cmd
+from mfa_middleware.store.effects import Eval, Offload, batch
+from mfa_middleware.store.scripts import count
+
+from .scripts import STORE_VERIFIER
+
+CACHE_LIMIT = 100_000  # logins remembered per process (login -> account, group)
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    per_login: int = 10  # failed password checks per login per window
+    per_ip: int = 50  # per client address per window
+    window_ms: int = 15 * 60 * 1000
+    cache_ttl_ms: int = 6 * 3600 * 1000  # how long a proven credential skips argon2id
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    name: str  # normalized login
+    account_id: str
+    group: str | None = None  # None: the account's own username and password
+
+    @property
+    def kind(self) -> str:
+        return "g" if self.group else "a"
+
+
+class Credentials:
+    def __init__(self, keys: Keys, accounts: Accounts, hasher: PasswordHasher, server_key: bytes,
+                 policy: ThrottlePolicy | None = None) -> None:
+        self.keys = keys
+        self.accounts = accounts
+        self.hasher = hasher
+        self.server_key = server_key
+        self.policy = policy or ThrottlePolicy()
+        # The script re-checks the credential inside the account's slot, so a stale entry here can only
+        # cause a miss (then ``forget`` and resolve again), never a wrong grant.
+        self._logins: dict[str, Login] = {}
+        self._key_id = hashlib.sha256(b"key id\x00" + server_key).hexdigest()[:8]
+
+    def verifier(self, login: str, password: str) -> str:
+        """``KEYID:HMAC``; the key id tells a verifier made under another server key from a wrong password."""
+        message = login.encode() + b"\x00" + password.encode("utf-8", "surrogateescape")
+        return self._key_id + ":" + hmac.new(self.server_key, message, hashlib.sha256).hexdigest()
+
+    def group_key(self, login: Login) -> str:
+        return self.keys.account(login.account_id, "group:" + login.group) if login.group else \
+            self.keys.account(login.account_id)
+
+    def resolve(self, raw_login: str) -> Op[Login | None]:
+        try:
+            name = normalize_username(raw_login)
+        except InvalidUsername:
+            return None
+        cached = self._logins.get(name)
+        if cached is not None:
+            return cached
+        claim = yield cmd("GET", self.keys.login(name))
+        login = _from_claim(name, claim)
+        if login is not None:
+            if len(self._logins) >= CACHE_LIMIT:
+                self._logins.clear()
+            self._logins[name] = login
+        return login
+
+    def forget(self, name: str) -> None:
+        self._logins.pop(name, None)
+
+    def _throttle_keys(self, name: str, ip: str | None) -> list[str]:
+        keys = [self.keys.shared("ddns", "fail", "{l:" + _untagged(name) + "}")]
+        if ip:
+            keys.append(self.keys.shared("ddns", "fail", "{i:" + _untagged(ip) + "}"))
+        return keys
+
+    def throttled(self, name: str, ip: str | None) -> Op[bool]:
+        keys = self._throttle_keys(name, ip)
+        counts = yield batch([cmd("GET", k) for k in keys])
+        limits = (self.policy.per_login, self.policy.per_ip)
+        return any(int(n or 0) >= limit for n, limit in zip(counts, limits, strict=False))
+
+    def failed(self, name: str, ip: str | None) -> Op[None]:
+        yield batch([count(k, 1, self.policy.window_ms) for k in self._throttle_keys(name, ip)])
+
+    def prove(self, raw_login: str, login: Login | None, password: str, ip: str | None) -> Op[bool]:
+        """The slow path: throttle, one argon2id verify, then cache the verifier. False when refused."""
+        name = login.name if login else raw_login.strip().casefold()
+        if (yield from self.throttled(name, ip)):
+            return False
+        epoch = yield from self._verify(login, password)
+        if epoch is None:
+            yield from self.failed(name, ip)
+            return False
+        assert login is not None
+        expires = int(time.time() * 1000) + self.policy.cache_ttl_ms
+        value = f"{self.verifier(login.name, password)}|{epoch}|{expires}"
+        keys = (self.keys.account(login.account_id), self.keys.account(login.account_id, "cred"),
+                self.group_key(login))
+        yield Eval(STORE_VERIFIER, keys, (login.name, login.kind, epoch, value))
+        return True
+
+    def _verify(self, login: Login | None, password: str) -> Op[str | None]:
+        """The epoch the password was proven under, or None (unknown logins cost a dummy verify)."""
+        try:
+            password = clean_password(password)
+        except PasswordRejected:
+            return None
+        if login is None:
+            yield Offload(lambda: self.hasher.verify(None, password))
+            return None
+        if login.group is None:
+            account = yield from self.accounts.authenticate(login.name, password)
+            return str(account.password_epoch) if account is not None else None
+        stored, ver = yield cmd("HMGET", self.group_key(login), "pw", "ver")
+        ok = yield Offload(lambda: self.hasher.verify(stored, password))
+        return str(ver) if ok and ver else None
+
+
+def _from_claim(name: str, claim: str | None) -> Login | None:
+    if claim == "account":
+        return Login(name, name)
+    if claim and claim.startswith("group:"):
+        _, account_id, group = claim.split(":", 2)
+        try:
+            return Login(name, account_id, group_name(group))
+        except ValueError:
+            return None
+    return None
+
+
+def _untagged(text: str) -> str:
+    """Braces would change the key's Redis Cluster hash tag; an unknown login may contain them."""
+    return text.replace("{", "").replace("}", "")[:300]
