@@ -12,10 +12,20 @@ from ddns_update.abuse import Abuse
 from ddns_update.account_settings import AccountSettings
 from ddns_update.credentials import Credentials
 from ddns_update.dns_backend import DnsBackend, RecordChange, backend_from_settings
+from ddns_update.dns_sync import accounts_with_hosts, bar, sync
 from ddns_update.groups import GroupRefused, Groups
 from ddns_update.hosts import BadHostname, HostRefused, Hosts, canonical_host
 from mfa_middleware.accounts import Accounts, InvalidUsername, normalize_username
-from mfa_middleware.cli_common import EXIT_OK, Refused, UsageProblem, add_common_options, connect, emit, run_cli
+from mfa_middleware.cli_common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    Refused,
+    UsageProblem,
+    add_common_options,
+    connect,
+    emit,
+    run_cli,
+)
 from mfa_middleware.config import ConfigError, Settings
 from mfa_middleware.passwords import PasswordHasher
 from mfa_middleware.store import Store
@@ -191,6 +201,21 @@ def cmd_abuse_clear(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dns_sync(args: argparse.Namespace) -> int:
+    if bool(args.account) == bool(args.all):
+        raise UsageProblem("name one ACCOUNT or pass --all")
+    backend = _backend()
+    if not backend.enabled:
+        raise UsageProblem("DDNS_DNS_BACKEND is 'store': there is no DNS server to sync (set it to 'rfc2136')")
+    store = connect(args)
+    accounts = store.run(accounts_with_hosts(store.keys)) if args.all else [_account(store, args.account)]
+    report = sync(store, backend, accounts, None if args.json else bar())
+    lines = [f"synced {report.hosts - len(report.failed)} of {report.hosts} hosts in {report.accounts} account(s)"]
+    lines += [f"failed {host}: {error}" for host, error in sorted(report.failed.items())]
+    emit(args, {"accounts": report.accounts, "hosts": report.hosts, "failed": report.failed}, "\n".join(lines))
+    return EXIT_REFUSED if report.failed else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddns-admin", description="Manage dynamic DNS hosts, groups and abuse flags.")
     add_common_options(parser)
@@ -237,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("account")
     p.add_argument("--account-password-updates", choices=("allow", "deny"))
     p.add_argument("--offline-updates", choices=("allow", "deny"))
+
+    dns = area("dns", "the DNS server behind the store")
+    p = dns("sync", cmd_dns_sync, "push the store's records to DNS (after an outage or for a new server)")
+    p.add_argument("account", nargs="?")
+    p.add_argument("--all", action="store_true", help="every account")
 
     abuse = area("abuse", "abuse flags")
     abuse("clear", cmd_abuse_clear, "clear a login's abuse flag").add_argument("login")
