@@ -143,3 +143,35 @@ def test_dns_sync_usage(redis_url: str) -> None:
     assert r.returncode == 2 and "rfc2136" in r.stderr
     r = ddns_admin("dns", "sync", "alice", "--all", env={"REDIS_URL": redis_url})
     assert r.returncode == 2
+
+
+async def test_a_stalled_dns_server_does_not_block_the_event_loop(redis_url: str) -> None:
+    """A hung primary (SIGSTOP) holds only its own request: others are answered meanwhile."""
+    import asyncio
+    import signal
+
+    knot = KnotServer(zones=("example.test",)).start()
+    try:
+        site = Site(redis_url, "asgi", backend=Rfc2136Backend(knot.server, knot.zones, knot.key_name, knot.secret,
+                                                              timeout=2.0))
+        site.account("alice", hosts=["slow.example.test", "fast.example.test"])
+        assert await site.text("hostname=fast.example.test&myip=192.0.2.90") == "good 192.0.2.90\n"
+        assert knot.proc is not None
+        knot.proc.send_signal(signal.SIGSTOP)
+        finished: list[str] = []
+
+        async def send(query: str, tag: str) -> str:
+            body = await site.text(query)
+            finished.append(tag)
+            return body
+
+        stalled = asyncio.create_task(send("hostname=slow.example.test&myip=192.0.2.91", "stalled"))
+        await asyncio.sleep(0.2)  # the stalled push is now waiting on the hung server
+        quick = [await send("hostname=fast.example.test&myip=192.0.2.90", f"quick{i}") for i in range(5)]
+        assert quick == ["nochg 192.0.2.90\n"] * 5
+        assert await stalled == "dnserr\n"  # bounded by the timeout
+        assert finished[:5] == [f"quick{i}" for i in range(5)] and finished[5] == "stalled"
+        knot.proc.send_signal(signal.SIGCONT)
+        await site.close()
+    finally:
+        knot.cleanup()
