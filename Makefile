@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages of the real peers the suite drives.
-APT_PEERS := redis-server:redis-server knotd:knot keymgr:knot kdig:knot-dnsutils dig:bind9-dnsutils
+APT_PEERS := redis-server:redis-server knotd:knot keymgr:knot kdig:knot-dnsutils dig:bind9-dnsutils ddclient:ddclient inadyn:inadyn oathtool:oathtool zbarimg:zbar-tools chromium:chromium rsvg-convert:librsvg2-bin
 
 .PHONY: run test install lint typecheck peers bench clean
 

@@ -24,7 +24,7 @@ from .passwords import OWASP, Argon2Profile, PasswordHasher
 from .sessions import SESSION_COOKIE, TRUST_COOKIE, GateSession, Sessions, cookie_name
 from .store import Keys, Op, cmd
 from .store.effects import Offload
-from .totp import TotpParams
+from .totp import Digest, TotpParams
 from .twofactor import AuditHook, ThrottlePolicy, TwoFactor
 
 DEFAULT_EXEMPT = ("/nic/update",)
@@ -135,6 +135,10 @@ class Gate:
         absolute_timeout: int = 12 * 3600,
         throttle: ThrottlePolicy | None = None,
         totp_drift: int = 1,
+        totp_digest: Digest = "sha1",
+        totp_digits: int = 6,
+        totp_period: int = 30,
+        account_label: Callable[[str], str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if policy not in ("optional", "required"):
@@ -153,13 +157,20 @@ class Gate:
         self.twofactor = TwoFactor(
             keys, SeedCipher(encryption_keys),
             backup_codes.BackupCodeHasher(derive_key(secret_key, "backup-code-hmac")), hasher,
-            TotpParams(issuer=issuer, drift=totp_drift), throttle, audit, clock,
+            # SHA1/6/30 s is the only combination every authenticator app honours; the others are for hosts
+            # whose users' apps are known to support them (the otpauth URI then spells them out).
+            TotpParams(digest=totp_digest, digits=totp_digits, period=totp_period, issuer=issuer,
+                       drift=totp_drift),
+            throttle, audit, clock,
         )
         self.cipher = self.twofactor.cipher
         self.sessions = Sessions(keys, secret_key, idle_timeout=idle_timeout,
                                  absolute_timeout=absolute_timeout, clock=clock)
         self.pages = Pages(template_dirs)
         self.issuer = issuer
+        # What the authenticator app and the codes sheet call the account when the identity is an opaque id
+        # (Django's user pk): called off the event loop, since it may query the host app's database.
+        self.account_label = account_label
 
     # -- what the adapters ask -------------------------------------------------------------------
     def is_exempt(self, path: str) -> bool:
@@ -285,6 +296,14 @@ class Gate:
         outcome = yield from self.twofactor.check_password(ctx.account, ctx.req.client_ip, check)
         return "" if outcome.ok else outcome.reason
 
+    def label(self, account: str) -> Op[str]:
+        """The name people know the account by (the identity itself unless the host app says otherwise)."""
+        if self.account_label is None:
+            return account
+        fn = self.account_label
+        name = yield Offload(lambda: fn(account))
+        return str(name or account)
+
     def session_cookie(self, sid: str, https: bool) -> str:
         return self._cookie(cookie_name(SESSION_COOKIE, https), self.sessions.dumps(sid), https, None)
 
@@ -305,7 +324,8 @@ class Gate:
         return "; ".join(parts)
 
     def html(self, template: str, status: int = 200, **context: Any) -> Reply:
-        body = self.pages.render(template, prefix=self.prefix, **context)
+        context = {"prefix": self.prefix, "issuer": self.issuer, "digits": self.twofactor.params.digits, **context}
+        body = self.pages.render(template, **context)
         return Reply(status, [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store")],
                      body.encode("utf-8"))
 

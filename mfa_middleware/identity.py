@@ -5,7 +5,7 @@ The gate never logs anyone in; it reads the host app's own login so its 2FA stat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -40,30 +40,78 @@ def flask_session(app: Any, key: str = "user") -> Callable[[dict[str, Any]], str
     return identity
 
 
-def django_session() -> Callable[[dict[str, Any]], str | None]:
-    """Django's session (``_auth_user_id``) from the session cookie, for the WSGI handler.
+def django_session() -> Callable[[dict[str, Any]], Any]:
+    """Django's logged-in user (``django.contrib.auth``), as its user pk, for either handler.
 
-    For the ASGI handler wrap it: ``asgiref.sync.sync_to_async(django_session_from_headers)``-style, since
-    the session backend may touch the database.
+    Reads the session cookie and asks Django's own ``auth.get_user`` (session engine, auth backend, the
+    session hash that logs out other sessions on a password change). Under WSGI it answers directly; given
+    an ASGI scope it returns an awaitable that runs the lookup in Django's sync thread, since the session
+    backend and the user lookup may touch the database (``MFAMiddleware`` awaits it).
     """
 
-    def identity(environ_or_scope: dict[str, Any]) -> str | None:
-        from django.conf import settings  # type: ignore[import-untyped,unused-ignore]
-        from django.utils.module_loading import import_string  # type: ignore[import-untyped,unused-ignore]
-
-        header = environ_or_scope.get("HTTP_COOKIE")
-        if header is None:
-            raw = dict(environ_or_scope.get("headers", [])).get(b"cookie", b"")
-            header = raw.decode("latin-1")
-        key = _cookie(header, settings.SESSION_COOKIE_NAME)
-        if not key:
-            return None
-        store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
-        session: Any = store_class(session_key=key)
-        user = session.get("_auth_user_id")
-        return str(user) if user else None
+    def identity(environ_or_scope: dict[str, Any]) -> Any:
+        if "type" in environ_or_scope:  # an ASGI scope
+            return _django_async(environ_or_scope)
+        return _django_user_id(environ_or_scope.get("HTTP_COOKIE", ""))
 
     return identity
+
+
+def django_session_async() -> Callable[[dict[str, Any]], Awaitable[str | None]]:
+    """``django_session`` for Django's ASGI handler, typed as the coroutine it is there."""
+    return _django_async
+
+
+async def _django_async(scope: dict[str, Any]) -> str | None:
+    from asgiref.sync import sync_to_async
+
+    header = b",".join(v for k, v in scope.get("headers", []) if k.lower() == b"cookie").decode("latin-1")
+    # thread_sensitive: the same thread Django's ASGI handler runs sync views in, so DB connections are shared.
+    return await sync_to_async(_django_user_id, thread_sensitive=True)(header)
+
+
+def _django_user_id(cookie_header: str) -> str | None:
+    from django.conf import settings
+    from django.contrib.auth import get_user
+    from django.utils.module_loading import import_string
+
+    key = _cookie(cookie_header.replace(",", ";"), settings.SESSION_COOKIE_NAME)
+    if not key:
+        return None
+    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
+
+    class _Request:  # all get_user reads from a request
+        session = store_class(session_key=key)
+
+    user = get_user(_Request())
+    return str(user.pk) if user.is_authenticated else None
+
+
+def django_password() -> Callable[[str, str], bool]:
+    """A ``password_checker`` for the gate's password re-entry (enable, disable…) against Django's users.
+
+    The gate calls it off the event loop, so the ORM is safe to use here.
+    """
+
+    def check(account_id: str, password: str) -> bool:
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model()._default_manager.filter(pk=account_id).first()
+        return bool(user is not None and user.is_active and user.check_password(password))
+
+    return check
+
+
+def django_username() -> Callable[[str], str]:
+    """An ``account_label``: the username the QR code and the codes sheet show instead of the user pk."""
+
+    def label(account_id: str) -> str:
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model()._default_manager.filter(pk=account_id).first()
+        return user.get_username() if user is not None else account_id
+
+    return label
 
 
 def _cookie(header: str, name: str) -> str | None:

@@ -109,7 +109,7 @@ def setup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> 
         return gate.redirect(f"{gate.prefix}/security")
     session = yield from gate.ensure_session(ctx)
     seed = yield from gate.twofactor.begin_enrollment(ctx.account)
-    uri = totp.provisioning_uri(seed, ctx.account, gate.twofactor.params)
+    uri = totp.provisioning_uri(seed, (yield from gate.label(ctx.account)), gate.twofactor.params)
     return gate.html("mfa_setup.html", status, csrf=session.csrf, qr=qr.qr_svg(uri), key=totp.group_key(seed),
                      error=error)
 
@@ -151,8 +151,9 @@ def backup_codes_page(gate: Gate, ctx: Context) -> Op[Decision]:
         except SeedDecryptError:
             codes = []
         ctx.session = yield from gate.sessions.update(session, codes="")  # shown once
-    text = f"{gate.issuer} backup codes for {ctx.account}\n\n" + "\n".join(codes) + "\n"
-    reply = gate.html("mfa_backup_codes.html", codes=codes, text=text)
+    account = (yield from gate.label(ctx.account)) if codes else ctx.account
+    text = f"{gate.issuer} backup codes for {account}\n\n" + "\n".join(codes) + "\n"
+    reply = gate.html("mfa_backup_codes.html", codes=codes, text=text, account=account)
     return reply
 
 
