@@ -57,7 +57,17 @@ class MFAMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        req = await self._request(scope, receive)
+        identity = self.identity(scope)
+        if inspect.isawaitable(identity):
+            identity = await identity
+        identity = str(identity) if identity else None
+        if scope["type"] == "http":
+            quick = self.gate.quick(scope["path"], identity, _header(scope, b"cookie"), scope.get("scheme") == "https")
+            if quick is not None:
+                scope["mfa"] = quick.mfa
+                await self.app(scope, receive, _with_cookies(send, quick))
+                return
+        req = await self._request(scope, receive, identity)
         try:
             decision = await self.store.run(self.gate.handle(req))
         except StoreError as exc:
@@ -72,11 +82,8 @@ class MFAMiddleware:
         scope["mfa"] = decision.mfa
         await self.app(scope, receive, _with_cookies(send, decision))
 
-    async def _request(self, scope: Scope, receive: Receive) -> Request:
+    async def _request(self, scope: Scope, receive: Receive, identity: str | None) -> Request:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        identity = self.identity(scope)
-        if inspect.isawaitable(identity):
-            identity = await identity
         method = scope.get("method", "GET")
         form: dict[str, str] = {}
         if self.gate.wants_body(method, scope["path"]):
@@ -86,9 +93,16 @@ class MFAMiddleware:
             method=method, path=scope["path"],
             query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
             headers=headers, cookies=parse_cookies(headers.get("cookie", "")), client_ip=str(client[0]),
-            https=scope.get("scheme") in ("https", "wss"), identity=str(identity) if identity else None,
+            https=scope.get("scheme") in ("https", "wss"), identity=identity,
             form=form,
         )
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
 
 
 async def _read_body(receive: Receive) -> bytes:

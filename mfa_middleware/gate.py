@@ -21,7 +21,8 @@ from .accounts import Accounts
 from .crypto import SeedCipher, derive_key
 from .pages import Pages
 from .passwords import OWASP, Argon2Profile, PasswordHasher
-from .sessions import SESSION_COOKIE, TRUST_COOKIE, GateSession, Sessions, cookie_name
+from .revocation import EpochCache
+from .sessions import SESSION_COOKIE, TRUST_COOKIE, GateSession, Sessions, Ticket, cookie_name
 from .store import Keys, Op, cmd
 from .store.effects import Offload
 from .totp import Digest, TotpParams
@@ -89,6 +90,21 @@ def parse_form(body: bytes) -> dict[str, str]:
     return dict(parse_qsl(text, keep_blank_values=True))
 
 
+def cookie_value(header: str, name: str) -> str | None:
+    """One cookie's value, found without parsing the whole header (the hot path needs only ours).
+
+    With the name repeated, the last one wins, as in ``parse_cookies``: both paths must agree.
+    """
+    if not header or name not in header:
+        return None
+    found = None
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            found = value.strip('"')
+    return found
+
+
 def parse_cookies(header: str) -> dict[str, str]:
     jar: SimpleCookie = SimpleCookie()
     try:
@@ -139,6 +155,7 @@ class Gate:
         totp_digits: int = 6,
         totp_period: int = 30,
         account_label: Callable[[str], str] | None = None,
+        revocation_ttl: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if policy not in ("optional", "required"):
@@ -168,6 +185,7 @@ class Gate:
                                  absolute_timeout=absolute_timeout, clock=clock)
         self.pages = Pages(template_dirs)
         self.issuer = issuer
+        self.epochs = EpochCache(ttl=revocation_ttl)
         # What the authenticator app and the codes sheet call the account when the identity is an opaque id
         # (Django's user pk): called off the event loop, since it may query the host app's database.
         self.account_label = account_label
@@ -182,6 +200,41 @@ class Gate:
     def wants_body(self, method: str, path: str) -> bool:
         return method == "POST" and self.owns(path)
 
+    def quick(self, path: str, identity: str | None, cookie_header: str, https: bool) -> Pass | None:
+        """The common request decided locally, with no store round trip; None means "ask ``handle``".
+
+        Exempt paths, anonymous requests without a gate cookie, and requests whose signed ticket matches
+        the identity and the account's epoch as this instance learned it less than a second ago.
+        """
+        if self.owns(path):
+            return None
+        if self.is_exempt(path):
+            return Pass({"exempt": True, "verified": False, "verified_at": None})
+        raw = cookie_value(cookie_header, cookie_name(SESSION_COOKIE, https))
+        if identity is None:
+            return None if raw else Pass({"account": None, "enabled": False, "verified": False, "verified_at": None})
+        known = self.epochs.get(identity)
+        if known is None:
+            return None
+        epoch, enabled = known
+        ticket = self.sessions.loads(raw) if raw else None
+        if ticket is not None and (ticket.account != identity or ticket.epoch != epoch):
+            return None  # another user's or a revoked session: let handle() clear it
+        if enabled and (ticket is None or not ticket.verified_at):
+            return None
+        if not enabled and self.policy == "required":
+            return None
+        facts = {"account": identity, "enabled": enabled, "verified": bool(ticket and ticket.verified_at),
+                 "verified_at": float(ticket.verified_at) if ticket and ticket.verified_at else None,
+                 "method": ticket.method if ticket and ticket.verified_at else None}
+        cookies = [self.refreshed_cookie(ticket, https)] if ticket and self.sessions.stale(ticket) else []
+        return Pass(facts, cookies)
+
+    def refreshed_cookie(self, ticket: Ticket, https: bool) -> str:
+        session = GateSession(ticket.sid, ticket.account, ticket.epoch, float(ticket.created), "",
+                              float(ticket.verified_at) or None, ticket.method)
+        return self.session_cookie(session, https)
+
     def handle(self, req: Request) -> Op[Decision]:
         if self.is_exempt(req.path) and not self.owns(req.path):
             return Pass({"exempt": True, "verified": False, "verified_at": None})
@@ -192,6 +245,7 @@ class Gate:
             from .views import dispatch
 
             decision = yield from dispatch(self, ctx)
+            self.epochs.forget(ctx.account)  # this instance may just have changed it
         else:
             decision = yield from self._guard(ctx)
         return self._with_cookies(decision, ctx.cookies)
@@ -208,9 +262,9 @@ class Gate:
     def _anonymous(self, req: Request) -> Op[Decision]:
         # The app's login is gone: whatever this browser's gate session proved no longer applies.
         cookies = []
-        sid = self.sessions.loads(req.cookies.get(cookie_name(SESSION_COOKIE, req.https)))
-        if sid:
-            yield from self.sessions.delete(sid)
+        ticket = self.sessions.loads(req.cookies.get(cookie_name(SESSION_COOKIE, req.https)))
+        if ticket:
+            yield from self.sessions.delete(ticket.sid)
             cookies.append(self.clear_cookie(SESSION_COOKIE, req.https))
         if self.owns(req.path):
             return self._with_cookies(self.redirect(self._login_redirect(req)), cookies)
@@ -223,15 +277,17 @@ class Gate:
         account = req.identity or ""
         seed, epoch = yield cmd("HMGET", self.twofactor.keys.account(account, "mfa"), "seed", "epoch")
         ctx = Context(req, account, bool(seed), int(epoch or 0), None)
+        self.epochs.put(account, ctx.epoch, ctx.enabled)
         raw = req.cookies.get(cookie_name(SESSION_COOKIE, req.https))
-        sid = self.sessions.loads(raw)
-        if sid:
-            session = yield from self.sessions.load(sid)
+        ticket = self.sessions.loads(raw)
+        if ticket:
+            session = yield from self.sessions.load(ticket.sid)
             if session and session.account == account and session.epoch == ctx.epoch:
                 ctx.session = session
-                yield from self.sessions.touch(sid)
+                if self.sessions.stale(ticket):
+                    ctx.cookies.append(self.session_cookie(session, req.https))
             elif session:  # another identity's, or ended by disable/regenerate/sign-out-everywhere
-                yield from self.sessions.delete(sid)
+                yield from self.sessions.delete(ticket.sid)
         if raw and ctx.session is None:
             ctx.cookies.append(self.clear_cookie(SESSION_COOKIE, req.https))
         if ctx.enabled and not ctx.verified:
@@ -271,7 +327,7 @@ class Gate:
     def ensure_session(self, ctx: Context) -> Op[GateSession]:
         if ctx.session is None:
             ctx.session = yield from self.sessions.create(ctx.account, ctx.epoch)
-            ctx.cookies.append(self.session_cookie(ctx.session.sid, ctx.req.https))
+            ctx.cookies.append(self.session_cookie(ctx.session, ctx.req.https))
         return ctx.session
 
     def mark_verified(self, ctx: Context, method: str, epoch: int | None = None) -> Op[None]:
@@ -279,7 +335,7 @@ class Gate:
         session = yield from self.ensure_session(ctx)
         ctx.session = yield from self.sessions.rotate(session, verified_at=self.clock(), method=method,
                                                       epoch=ctx.epoch if epoch is None else epoch)
-        ctx.cookies.append(self.session_cookie(ctx.session.sid, ctx.req.https))
+        ctx.cookies.append(self.session_cookie(ctx.session, ctx.req.https))
 
     def check_password(self, ctx: Context, password: str) -> Op[str]:
         """'' when the password is right, else the reason ('wrong' or 'locked')."""
@@ -304,8 +360,8 @@ class Gate:
         name = yield Offload(lambda: fn(account))
         return str(name or account)
 
-    def session_cookie(self, sid: str, https: bool) -> str:
-        return self._cookie(cookie_name(SESSION_COOKIE, https), self.sessions.dumps(sid), https, None)
+    def session_cookie(self, session: GateSession, https: bool) -> str:
+        return self._cookie(cookie_name(SESSION_COOKIE, https), self.sessions.dumps(session), https, None)
 
     def trust_cookie(self, account: str, token_id: str, https: bool) -> str:
         return self._cookie(cookie_name(TRUST_COOKIE, https), self.sessions.dumps_trust(account, token_id),

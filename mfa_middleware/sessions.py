@@ -1,20 +1,27 @@
-"""Server-side gate sessions: a record in the store, found by a random id in a signed cookie.
+"""Gate sessions: a record in the store, and a signed *ticket* in the cookie.
 
-The cookie carries only the id (256 bits from ``secrets``) signed with itsdangerous, so a tampered or
-foreign cookie is refused before any store lookup. The record holds who the session belongs to (bound to
-the host app's identity), the account's session epoch when it was made (a bumped epoch ends it: disable,
-regenerate, sign out everywhere), when it passed the second factor, and its CSRF token. The idle timeout is
-the record's TTL, renewed on use; the absolute timeout is checked against its creation time.
+The cookie is a ticket signed with HMAC-SHA256 (itsdangerous ``Signer``): the session id (256 bits from
+``secrets``), the account it belongs to, the account's session epoch when it was issued, when it was
+created, when it passed the second factor, and when it was last seen. A tampered or foreign cookie is
+refused before any store lookup, and a request from a verified session can be let through with no store
+round trip at all (``Gate.quick``): the ticket says who and when, and a per-account epoch cached for at
+most a second says whether disable, regenerate or "sign out everywhere" ended it.
+
+The record (found by the id) holds what must stay server-side: the CSRF token and backup codes waiting to
+be shown once. The idle timeout is checked against the ticket's last-seen time, which is re-issued at
+most once a minute; the absolute timeout against its creation time (and is the record's TTL).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, Signer, URLSafeTimedSerializer
 
 from . import csrf
 from .crypto import derive_key
@@ -49,6 +56,27 @@ class GateSession:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What the session cookie proves without asking the store."""
+
+    sid: str
+    account: str
+    epoch: int
+    created: int
+    verified_at: int  # 0 = not yet
+    seen: int
+    method: str
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _unb64(text: str) -> str:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+
+
 class Sessions:
     def __init__(
         self,
@@ -64,24 +92,41 @@ class Sessions:
         self.absolute_timeout = absolute_timeout
         self.clock = clock
         signing_key = derive_key(secret_key, "gate-session-cookie").hex()
-        self.signer = URLSafeTimedSerializer(signing_key, salt="mfa-session")
+        self.signer = Signer(signing_key, salt="mfa-session-ticket", digest_method=hashlib.sha256)
         self.trust_signer = URLSafeTimedSerializer(signing_key, salt="mfa-trust")
+        # Re-issue the ticket (to move its last-seen time) at most this often: idle-timeout precision.
+        self.refresh_after = max(1, min(60, idle_timeout // 4))
 
     def _key(self, sid: str) -> str:
         return self.keys.shared("session", sid)
 
     # -- cookies -------------------------------------------------------------------------------
-    def dumps(self, sid: str) -> str:
-        return str(self.signer.dumps(sid))
+    def dumps(self, session: GateSession, seen: float | None = None) -> str:
+        fields = ("t1", session.sid, _b64(session.account), str(session.epoch), str(int(session.created)),
+                  str(int(session.verified_at or 0)), str(int(self.clock() if seen is None else seen)),
+                  session.method)
+        return self.signer.sign("|".join(fields)).decode()
 
-    def loads(self, value: str | None) -> str | None:
-        if not value:
+    def loads(self, value: str | None) -> Ticket | None:
+        """The ticket when the signature holds and neither timeout has passed; else None."""
+        if not value or len(value) > 1024:
             return None
         try:
-            sid = self.signer.loads(value, max_age=self.absolute_timeout)
-        except BadSignature:  # includes SignatureExpired
+            parts = self.signer.unsign(value).decode().split("|")
+            if len(parts) != 8 or parts[0] != "t1" or len(parts[1]) < 32:
+                return None
+            ticket = Ticket(parts[1], _unb64(parts[2]), int(parts[3]), int(parts[4]), int(parts[5]),
+                            int(parts[6]), parts[7])
+        except (BadSignature, ValueError, UnicodeError):
             return None
-        return sid if isinstance(sid, str) and len(sid) >= 32 else None
+        now = self.clock()
+        if now >= ticket.created + self.absolute_timeout or now >= ticket.seen + self.idle_timeout:
+            return None
+        return ticket
+
+    def stale(self, ticket: Ticket) -> bool:
+        """Time to re-issue the cookie so that its last-seen time keeps up with an active user."""
+        return self.clock() - ticket.seen >= self.refresh_after
 
     def dumps_trust(self, account: str, token_id: str) -> str:
         return str(self.trust_signer.dumps([account, token_id]))
@@ -91,7 +136,7 @@ class Sessions:
             return None
         try:
             data = self.trust_signer.loads(value, max_age=max_age)
-        except BadSignature:
+        except (BadSignature, UnicodeError):  # UnicodeError: a lone surrogate cannot even be checked
             return None
         if isinstance(data, list) and len(data) == 2 and all(isinstance(x, str) for x in data):
             return data[0], data[1]
@@ -114,8 +159,8 @@ class Sessions:
 
     def _save(self, s: GateSession) -> Op[None]:
         key = self._key(s.sid)
-        yield batch([cmd("DEL", key), cmd("HSET", key, *_flat(s.fields())),
-                     cmd("PEXPIRE", key, self.idle_timeout * 1000)])
+        ttl_ms = int((s.created + self.absolute_timeout - self.clock()) * 1000)
+        yield batch([cmd("DEL", key), cmd("HSET", key, *_flat(s.fields())), cmd("PEXPIRE", key, max(ttl_ms, 1))])
 
     def create(self, account: str, epoch: int) -> Op[GateSession]:
         s = GateSession(secrets.token_urlsafe(32), account, epoch, self.clock(), csrf.new_token())
@@ -133,9 +178,6 @@ class Sessions:
         new = replace(s, **changes)  # type: ignore[arg-type]
         yield from self._save(new)
         return new
-
-    def touch(self, sid: str) -> Op[None]:
-        yield cmd("PEXPIRE", self._key(sid), self.idle_timeout * 1000)
 
     def delete(self, sid: str) -> Op[None]:
         yield cmd("DEL", self._key(sid))

@@ -200,7 +200,7 @@ def _keep_this_session(gate: Gate, ctx: Context, epoch: int) -> Op[None]:
     ctx.epoch = epoch
     session = yield from gate.ensure_session(ctx)
     ctx.session = yield from gate.sessions.rotate(session, epoch=epoch)
-    ctx.cookies.append(gate.session_cookie(ctx.session.sid, ctx.req.https))
+    ctx.cookies.append(gate.session_cookie(ctx.session, ctx.req.https))
 
 
 def question_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .gate import MAX_FORM_BYTES, Gate, Reply, Request, parse_cookies, parse_form
+from .gate import MAX_FORM_BYTES, Gate, Pass, Reply, Request, parse_cookies, parse_form
 from .options import gate_and_store_url
 from .passwords import OWASP, Argon2Profile
 from .store import Store, StoreError, open_store
@@ -53,12 +53,17 @@ class MFAWsgiMiddleware:
         self.store = store or open_store(url)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        req = self._request(environ)
-        try:
-            decision = self.store.run(self.gate.handle(req))
-        except StoreError as exc:
-            log.error("2FA gate failing closed: %s", exc)
-            decision = self.gate.unavailable(req)
+        identity = self.identity(environ)
+        identity = str(identity) if identity else None
+        decision: Pass | Reply | None = self.gate.quick(
+            _path(environ), identity, environ.get("HTTP_COOKIE", ""), environ.get("wsgi.url_scheme") == "https")
+        if decision is None:
+            req = self._request(environ, identity)
+            try:
+                decision = self.store.run(self.gate.handle(req))
+            except StoreError as exc:
+                log.error("2FA gate failing closed: %s", exc)
+                decision = self.gate.unavailable(req)
         if isinstance(decision, Reply):
             headers = [*decision.headers, ("content-length", str(len(decision.body)))]
             start_response(f"{decision.status} {_REASONS.get(decision.status, '')}".strip(), headers)
@@ -72,9 +77,8 @@ class MFAWsgiMiddleware:
 
         return self.app(environ, start_with_cookies)
 
-    def _request(self, environ: Environ) -> Request:
-        path = environ.get("PATH_INFO", "") or "/"
-        path = (environ.get("SCRIPT_NAME", "") + path).encode("latin-1").decode("utf-8", "replace")
+    def _request(self, environ: Environ, identity: str | None) -> Request:
+        path = _path(environ)
         method = environ.get("REQUEST_METHOD", "GET").upper()
         form: dict[str, str] = {}
         if self.gate.wants_body(method, path):
@@ -86,10 +90,14 @@ class MFAWsgiMiddleware:
         headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
         if "CONTENT_TYPE" in environ:
             headers["content-type"] = environ["CONTENT_TYPE"]
-        identity = self.identity(environ)
         return Request(
             method=method, path=path, query=dict(parse_qsl(environ.get("QUERY_STRING", ""))), headers=headers,
             cookies=parse_cookies(headers.get("cookie", "")), client_ip=environ.get("REMOTE_ADDR", ""),
-            https=environ.get("wsgi.url_scheme") == "https", identity=str(identity) if identity else None,
+            https=environ.get("wsgi.url_scheme") == "https", identity=identity,
             form=form,
         )
+
+
+def _path(environ: Environ) -> str:
+    path = environ.get("SCRIPT_NAME", "") + (environ.get("PATH_INFO", "") or "/")
+    return str(path.encode("latin-1").decode("utf-8", "replace"))
