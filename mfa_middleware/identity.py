@@ -5,6 +5,7 @@ The gate never logs anyone in; it reads the host app's own login so its 2FA stat
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
 from typing import Any
@@ -21,23 +22,44 @@ def starlette_session(key: str = "user") -> Callable[[dict[str, Any]], str | Non
     return identity
 
 
-def flask_session(app: Any, key: str = "user") -> Callable[[dict[str, Any]], str | None]:
-    """Flask's signed session cookie, read with the app's own serializer and secret key."""
+def flask_session(app: Any, key: str = "user", cache_size: int = 10_000) -> Callable[[dict[str, Any]], str | None]:
+    """Flask's signed session cookie, read with the app's own serializer and secret key.
+
+    A browser sends the same cookie again and again; cookies whose signature checked out are remembered by
+    their exact text (with their signing time, so the session lifetime is still enforced on every request).
+    """
+    verified: dict[str, tuple[str | None, float]] = {}
 
     def identity(environ: dict[str, Any]) -> str | None:
-        serializer = app.session_interface.get_signing_serializer(app)
         name = app.config.get("SESSION_COOKIE_NAME", "session")
         value = _cookie(environ.get("HTTP_COOKIE", ""), name)
-        if serializer is None or not value:
+        if not value:
             return None
-        try:
-            data = serializer.loads(value, max_age=int(app.permanent_session_lifetime.total_seconds()))
-        except Exception:  # bad signature, expired, malformed: nobody is logged in
-            return None
-        user = data.get(key) if isinstance(data, dict) else None
-        return str(user) if user else None
+        max_age = app.permanent_session_lifetime.total_seconds()
+        hit = verified.get(value)
+        if hit is None:
+            hit = _flask_load(app, value, key, max_age)
+            if hit is None:
+                return None
+            if len(verified) >= cache_size:
+                verified.clear()
+            verified[value] = hit
+        user, signed_at = hit
+        return user if time.time() - signed_at <= max_age else None
 
     return identity
+
+
+def _flask_load(app: Any, value: str, key: str, max_age: float) -> tuple[str | None, float] | None:
+    serializer = app.session_interface.get_signing_serializer(app)
+    if serializer is None:
+        return None
+    try:
+        data, signed_at = serializer.loads(value, max_age=int(max_age), return_timestamp=True)
+    except Exception:  # bad signature, expired, malformed: nobody is logged in
+        return None
+    user = data.get(key) if isinstance(data, dict) else None
+    return (str(user) if user else None), signed_at.timestamp()
 
 
 def django_session() -> Callable[[dict[str, Any]], Any]:

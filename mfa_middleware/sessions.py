@@ -96,6 +96,11 @@ class Sessions:
         self.trust_signer = URLSafeTimedSerializer(signing_key, salt="mfa-trust")
         # Re-issue the ticket (to move its last-seen time) at most this often: idle-timeout precision.
         self.refresh_after = max(1, min(60, idle_timeout // 4))
+        # Cookies whose signature already checked out, by their exact text: a browser sends the same
+        # cookie many times, and the HMAC is most of the gate's per-request cost. Only verified strings
+        # get in, so the cache cannot be used to forge anything; timeouts are still checked every time.
+        self._verified: dict[str, Ticket] = {}
+        self.max_verified = 50_000
 
     def _key(self, sid: str) -> str:
         return self.keys.shared("session", sid)
@@ -111,18 +116,28 @@ class Sessions:
         """The ticket when the signature holds and neither timeout has passed; else None."""
         if not value or len(value) > 1024:
             return None
-        try:
-            parts = self.signer.unsign(value).decode().split("|")
-            if len(parts) != 8 or parts[0] != "t1" or len(parts[1]) < 32:
+        ticket = self._verified.get(value)
+        if ticket is None:
+            ticket = self._unsign(value)
+            if ticket is None:
                 return None
-            ticket = Ticket(parts[1], _unb64(parts[2]), int(parts[3]), int(parts[4]), int(parts[5]),
-                            int(parts[6]), parts[7])
-        except (BadSignature, ValueError, UnicodeError):
-            return None
+            if len(self._verified) >= self.max_verified:
+                self._verified.clear()
+            self._verified[value] = ticket
         now = self.clock()
         if now >= ticket.created + self.absolute_timeout or now >= ticket.seen + self.idle_timeout:
             return None
         return ticket
+
+    def _unsign(self, value: str) -> Ticket | None:
+        try:
+            parts = self.signer.unsign(value).decode().split("|")
+            if len(parts) != 8 or parts[0] != "t1" or len(parts[1]) < 32:
+                return None
+            return Ticket(parts[1], _unb64(parts[2]), int(parts[3]), int(parts[4]), int(parts[5]), int(parts[6]),
+                          parts[7])
+        except (BadSignature, ValueError, UnicodeError):
+            return None
 
     def stale(self, ticket: Ticket) -> bool:
         """Time to re-issue the cookie so that its last-seen time keeps up with an active user."""
