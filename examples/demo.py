@@ -14,13 +14,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ddns_update.app import UpdateEndpoint, build_service
 from ddns_update.hosts import HostRefused, Hosts
 from ddns_update.pages import owner_routes
+from mfa_middleware import metrics
 from mfa_middleware.accounts import AccountExists, Accounts
 from mfa_middleware.asgi import MFAMiddleware
 from mfa_middleware.config import Settings
@@ -76,7 +77,10 @@ def safe_next(target: str | None) -> str:
 async def login(request: Request) -> Response:
     if request.method == "GET":
         return login_form(request)
-    form = await request.form()
+    try:
+        form = await request.form()
+    except ClientDisconnect:  # the client left mid-body: nobody to answer (Starlette would log a traceback)
+        return Response(status_code=400)
     if not csrf_ok(request, form.get("csrf_token")):
         return login_form(request, "Your session expired; please try again.", 400)
     accounts: Accounts = request.app.state.accounts
@@ -142,12 +146,15 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         Route("/nic/update", updates, methods=["GET", "HEAD", "POST"]),  # exempt from the gate by default
         *owner_routes(store, accounts, lambda request: session_identity(request.scope)),  # /account, gated
     ]
+    if settings.metrics_path:
+        routes.append(Mount(settings.metrics_path, app=metrics.asgi_app()))
     middleware = [
         Middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="demo_session",
                    same_site="lax", https_only=False),
         # Inside the session middleware, so the gate sees the demo's login (session["user"]).
         Middleware(MFAMiddleware, identity=session_identity, store=store, secret_key=settings.secret_key,
-                   encryption_keys=settings.encryption_keys, login_url="/login"),
+                   encryption_keys=settings.encryption_keys, login_url="/login",
+                   exempt=("/nic/update", *filter(None, [settings.metrics_path]))),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings, app.state.store, app.state.accounts = settings, store, accounts

@@ -15,6 +15,9 @@ from typing import Any
 
 from flask import Flask, redirect, request, session
 
+from ddns_update.app import WsgiUpdateApp, build_service
+from ddns_update.hosts import HostRefused, Hosts
+from mfa_middleware import metrics
 from mfa_middleware.accounts import AccountExists, Accounts
 from mfa_middleware.config import Settings
 from mfa_middleware.crypto import constant_time_equals
@@ -23,7 +26,7 @@ from mfa_middleware.passwords import OWASP, Argon2Profile, PasswordHasher
 from mfa_middleware.store import MemoryStore, Store, open_store
 from mfa_middleware.wsgi import MFAWsgiMiddleware
 
-from .demo import DEMO_PASSWORD, DEMO_USER, PAGE, safe_next
+from .demo import DEMO_HOST, DEMO_PASSWORD, DEMO_USER, PAGE, safe_next
 
 log = logging.getLogger("examples.flask_demo")
 
@@ -47,6 +50,19 @@ def _login_form(error: str = "", status: int = 200) -> tuple[str, int]:
 <label>Username<input name="username" autocomplete="username" required autofocus></label>
 <label>Password<input name="password" type="password" autocomplete="current-password" required></label>
 <button type="submit">Log in</button></form>""", status)
+
+
+def mount(default: Any, apps: dict[str, Any]) -> Any:
+    """A WSGI dispatcher: an exact path (or a path under it) goes to its app, the rest to ``default``."""
+
+    def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        for prefix, target in apps.items():
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return target(environ, start_response)
+        return default(environ, start_response)
+
+    return dispatch
 
 
 def create_app(settings: Settings | None = None, memory: MemoryStore | None = None, *,
@@ -87,17 +103,24 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         if not user:
             return redirect("/login?next=/", 303)
         return _page("Home", f"""<h1>Hello, {html.escape(user)}</h1>
-<nav><a href="/mfa/security">Security</a><a href="/account">Hosts &amp; groups</a><a href="/logout">Log out</a></nav>
+<nav><a href="/mfa/security">Security</a><a href="/logout">Log out</a></nav>
 <p>You are logged in.</p>""")
 
-    app.wsgi_app = MFAWsgiMiddleware(  # type: ignore[method-assign]
+    gated = MFAWsgiMiddleware(
         app.wsgi_app, identity=flask_session(app), store=store, secret_key=settings.secret_key,
         encryption_keys=settings.encryption_keys, argon2_profile=argon2_profile, login_url="/login",
     )
+    # Beside the gate, not behind it: routers have no browser session, Prometheus has no login.
+    beside: dict[str, Any] = {"/nic/update": WsgiUpdateApp(build_service(settings, store.keys, accounts.hasher), store)}
+    if settings.metrics_path:
+        beside[settings.metrics_path] = metrics.wsgi_app()
+    app.wsgi_app = mount(gated, beside)  # type: ignore[method-assign]
     app.extensions["mfa_store"], app.extensions["mfa_accounts"] = store, accounts
     if settings.demo_seed:
         with contextlib.suppress(AccountExists):
             store.run(accounts.create(DEMO_USER, DEMO_PASSWORD))
+        with contextlib.suppress(HostRefused):  # e.g. another account holds it in a shared Redis
+            store.run(Hosts(store.keys).add(DEMO_USER, [DEMO_HOST]))
     return app
 
 

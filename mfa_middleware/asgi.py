@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .gate import MAX_FORM_BYTES, Pass, Reply, Request, parse_cookies, parse_form
+from .metrics import STORE_ERRORS
 from .options import gate_and_store_url
 from .passwords import OWASP, Argon2Profile
 from .store import AsyncStore, StoreError, open_async_store
@@ -72,6 +73,7 @@ class MFAMiddleware:
             decision = await self.store.run(self.gate.handle(req))
         except StoreError as exc:
             log.error("2FA gate failing closed: %s", exc)
+            STORE_ERRORS.labels("gate").inc()
             decision = self.gate.unavailable(req)
         if isinstance(decision, Reply):
             if scope["type"] == "websocket":

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from .metrics import ARGON2_VERIFIES
+
 MAX_PASSWORD_BYTES = 1024
 MIN_NEW_PASSWORD_CHARS = 8
 
@@ -70,6 +72,7 @@ class PasswordHasher:
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         self.calls += 1
+        ARGON2_VERIFIES.inc()
         try:
             return self._ph.verify(stored_hash or self._dummy, password) and stored_hash is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import backup_codes, totp
 from .crypto import SeedCipher, SeedDecryptError
+from .metrics import LOCKOUTS, VERIFICATIONS
 from .passwords import PasswordHasher
 from .store import Keys, Op, cmd
 from .store.effects import Eval, Offload, Script, batch
@@ -123,6 +124,15 @@ return {streak, lock}
 """,
 )
 
+# KEYS[1] mfa, KEYS[2] trust. Ends every session (epoch bump) and forgets trusted browsers, together.
+SIGN_OUT = Script(
+    "mfa_sign_out",
+    """
+redis.call('DEL', KEYS[2])
+return redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+""",
+)
+
 # A success ends the streak and gives the attempt back to the hourly budget.
 SUCCESS = Script(
     "mfa_success",
@@ -142,6 +152,7 @@ class ThrottlePolicy:
     max_ms: int = 15 * 60 * 1000
     max_per_hour: int = 100  # failures per account per hour, at most
     ip_max_per_hour: int = 100  # failures per client address per hour, over all accounts
+    window_ms: int = HOUR_MS  # the "hour" of the two caps above (shorter in tests; never longer in production)
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,9 @@ class Outcome:
 
 def normalize_answer(answer: str) -> str:
     """Security answers compare case-, width- and whitespace-insensitively."""
-    return " ".join(unicodedata.normalize("NFKC", answer).casefold().split())
+    # NFKC again after casefold (Unicode's compatibility caseless matching): casefold can undo composition
+    # ("ß" + U+0301 -> "ss" + U+0301), and the result must compare equal when typed back in.
+    return " ".join(unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", answer).casefold()).split())
 
 
 class TwoFactor:
@@ -283,10 +296,10 @@ class TwoFactor:
         now_ms = int(self.clock() * 1000)
         pol = self.throttle
         acct = (self._k(account_id, "throttle"), self._k(account_id, "fails"))
-        wait_a = yield Eval(ATTEMPT, acct, (now_ms, pol.max_per_hour, HOUR_MS))
+        wait_a = yield Eval(ATTEMPT, acct, (now_ms, pol.max_per_hour, pol.window_ms))
         wait_i = 0
         if ip and not wait_a:
-            wait_i = yield Eval(ATTEMPT, self._ip_keys(ip), (now_ms, pol.ip_max_per_hour, HOUR_MS))
+            wait_i = yield Eval(ATTEMPT, self._ip_keys(ip), (now_ms, pol.ip_max_per_hour, pol.window_ms))
         if wait_i and not wait_a:  # give the account its charge back: the IP is what is blocked
             yield Eval(SUCCESS, acct, ())
         return max(int(wait_a or 0), int(wait_i or 0)) / 1000
@@ -301,10 +314,11 @@ class TwoFactor:
             if ok:
                 yield Eval(SUCCESS, pair, ())
             else:
-                args = (int(self.clock() * 1000), pol.free_failures, pol.base_ms, pol.max_ms, cap, HOUR_MS)
+                args = (int(self.clock() * 1000), pol.free_failures, pol.base_ms, pol.max_ms, cap, pol.window_ms)
                 _, lock = yield Eval(FAILURE, pair, args)
                 lock_ms = max(lock_ms, int(lock))
         if lock_ms:
+            LOCKOUTS.inc()
             self.audit("lockout", account_id, ip=ip, seconds=lock_ms / 1000)
         return lock_ms / 1000
 
@@ -320,6 +334,7 @@ class TwoFactor:
     def verify_code(self, account_id: str, code: str, ip: str = "") -> Op[Outcome]:
         wait = yield from self._charge(account_id, ip)
         if wait:
+            VERIFICATIONS.labels("totp", "locked").inc()
             return Outcome(False, "locked", wait)
         mfa = self._k(account_id, "mfa")
         token, last = yield cmd("HMGET", mfa, "seed", "last_step")
@@ -344,12 +359,15 @@ class TwoFactor:
             yield compare_and_set(mfa, "seed", token, self.cipher.encrypt(account_id, seed))
         lock = yield from self._settle(account_id, ip, ok)
         if ok:
+            VERIFICATIONS.labels("totp", "ok").inc()
             return Outcome(True)
+        VERIFICATIONS.labels("totp", "replayed" if replayed else "wrong").inc()
         return Outcome(False, "replayed" if replayed else "wrong", lock)
 
     def use_backup_code(self, account_id: str, code: str, ip: str = "") -> Op[Outcome]:
         wait = yield from self._charge(account_id, ip)
         if wait:
+            VERIFICATIONS.labels("backup_code", "locked").inc()
             return Outcome(False, "locked", wait)
         normalized = backup_codes.normalize(code)
         used, left = 0, None
@@ -358,6 +376,7 @@ class TwoFactor:
             keys = (self._k(account_id, "mfa"), self._k(account_id, "backup"))
             used, left = yield Eval(USE_BACKUP, keys, (digest,))
         lock = yield from self._settle(account_id, ip, bool(used))
+        VERIFICATIONS.labels("backup_code", "ok" if used else "wrong").inc()
         if not used:
             return Outcome(False, "wrong", lock)
         self.audit("backup_code_used", account_id, ip=ip, remaining=left)
@@ -394,8 +413,8 @@ class TwoFactor:
         self.audit("unlocked", account_id)
 
     def sign_out_everywhere(self, account_id: str) -> Op[int]:
-        yield cmd("DEL", self._k(account_id, "trust"))
-        epoch = yield cmd("HINCRBY", self._k(account_id, "mfa"), "epoch", 1)
+        # One step: trusted browsers forgotten without the epoch bump would leave the other sessions alive.
+        epoch = yield Eval(SIGN_OUT, (self._k(account_id, "mfa"), self._k(account_id, "trust")), ())
         self.audit("signed_out_everywhere", account_id)
         return int(epoch)
 

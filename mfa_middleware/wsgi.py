@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .gate import MAX_FORM_BYTES, Gate, Pass, Reply, Request, parse_cookies, parse_form
+from .metrics import STORE_ERRORS
 from .options import gate_and_store_url
 from .passwords import OWASP, Argon2Profile
 from .store import Store, StoreError, open_store
@@ -63,6 +64,7 @@ class MFAWsgiMiddleware:
                 decision = self.store.run(self.gate.handle(req))
             except StoreError as exc:
                 log.error("2FA gate failing closed: %s", exc)
+                STORE_ERRORS.labels("gate").inc()
                 decision = self.gate.unavailable(req)
         if isinstance(decision, Reply):
             headers = [*decision.headers, ("content-length", str(len(decision.body)))]

@@ -1,0 +1,109 @@
+"""Gate overhead: a hello-world whose session already passed 2FA, with and without the gate.
+
+ASGI: Starlette under uvicorn. WSGI: Flask under gunicorn (gthread). "Without the gate" is the same app
+with its own login (its session cookie) — the gate's cost is the difference. A bare hello-world and
+Starlette's ``SessionMiddleware`` alone are printed for reference.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pyotp
+
+from bench import harness
+from mfa_middleware.accounts import Accounts
+from mfa_middleware.passwords import FAST, PasswordHasher
+from mfa_middleware.store import open_store
+from tests.servers import RedisServer, free_port
+
+PASSWORD = "bench-password-1"
+USERS = ("bench-asgi", "bench-wsgi")  # 2FA gets enrolled once per user
+RESULTS = Path(__file__).parent / "results"
+
+
+def _seed_accounts(url: str) -> None:
+    store = open_store(url)
+    for user in USERS:
+        store.run(Accounts(store.keys, PasswordHasher(FAST)).create(user, PASSWORD))
+    store.close()
+
+
+def _cookies(base: str, enroll: bool, user: str) -> str:
+    """Log in (and enroll 2FA, which leaves the session verified); return the Cookie header to replay."""
+    with httpx.Client(base_url=base, follow_redirects=False, timeout=10) as client:
+        assert client.post("/login", data={"username": user, "password": PASSWORD}).status_code == 200
+        if enroll:
+            page = client.get("/mfa/setup").text
+            key = re.search(r"data-totp-key>([^<]+)<", page).group(1).replace(" ", "")  # type: ignore[union-attr]
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+            r = client.post("/mfa/setup", data={"csrf_token": csrf, "password": PASSWORD,
+                                                "code": pyotp.TOTP(key).now()})
+            assert r.status_code == 303, r.text
+        assert client.get("/").status_code == 200
+        return "; ".join(f"{c.name}={c.value}" for c in client.cookies.jar)
+
+
+@contextmanager
+def gunicorn_app(target: str, env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    cmd = [*harness._pin(0), sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "8",
+           "-b", f"127.0.0.1:{port}", "--log-level", "warning", target]
+    with harness._process(cmd, port, env):
+        yield f"http://127.0.0.1:{port}"
+
+
+def _measure(name: str, url: str, cookie: str, seconds: float) -> harness.Result:
+    headers = [f"Cookie: {cookie}"] if cookie else []
+    result = harness.wrk(url + "/", seconds=seconds, headers=headers)
+    if result.errors:
+        print(f"  {name}: {result.errors} non-2xx answers", flush=True)
+    return result
+
+
+def run(seconds: float = 5, rounds: int = 3) -> list[str]:
+    redis = RedisServer().start()
+    try:
+        env = {"REDIS_URL": redis.url}
+        _seed_accounts(redis.url)
+        with harness.uvicorn_app("bench.gate_apps:bare", env) as bare, \
+                harness.uvicorn_app("bench.gate_apps:session", env) as plain, \
+                harness.uvicorn_app("bench.gate_apps:gated", env) as gated:
+            cookies = {"bare": "", "session": _cookies(plain, False, USERS[0]), "gated": _cookies(gated, True, USERS[0])}
+            asgi = harness.interleaved({
+                "bare hello (ASGI)": lambda: _measure("bare", bare, "", seconds),
+                "app + SessionMiddleware": lambda: _measure("session", plain, cookies["session"], seconds),
+                "app + SessionMiddleware + gate": lambda: _measure("gated", gated, cookies["gated"], seconds),
+            }, rounds)
+        with gunicorn_app("bench.gate_apps:flask_plain()", env) as fplain, \
+                gunicorn_app("bench.gate_apps:flask_gated()", env) as fgated:
+            time.sleep(0.5)
+            fcookies = {"plain": _cookies(fplain, False, USERS[1]), "gated": _cookies(fgated, True, USERS[1])}
+            wsgi = harness.interleaved({
+                "Flask app (session login)": lambda: _measure("flask", fplain, fcookies["plain"], seconds),
+                "Flask app + WSGI gate": lambda: _measure("flask gated", fgated, fcookies["gated"], seconds),
+            }, rounds)
+    finally:
+        redis.cleanup()
+    print("\nGate overhead, ASGI (Starlette + uvicorn), verified session:")
+    print(harness.table(asgi, "app + SessionMiddleware"))
+    print("\nGate overhead, WSGI (Flask + gunicorn gthread), verified session:")
+    print(harness.table(wsgi, "Flask app (session login)"))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "gate.json").write_text(json.dumps(
+        {name: r.__dict__ for name, r in {**asgi, **wsgi}.items()}, indent=2))
+    asgi_ratio = asgi["app + SessionMiddleware + gate"].rps / asgi["app + SessionMiddleware"].rps
+    wsgi_ratio = wsgi["Flask app + WSGI gate"].rps / wsgi["Flask app (session login)"].rps
+    return [harness.target("gate_asgi", asgi_ratio, 0.90), harness.target("gate_wsgi", wsgi_ratio, 0.85)]
+
+
+if __name__ == "__main__":
+    for line in run():
+        print(line)
