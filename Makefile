@@ -4,9 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages of the real peers the suite drives.
-APT_PEERS := redis-server:redis-server knotd:knot keymgr:knot kdig:knot-dnsutils dig:bind9-dnsutils ddclient:ddclient inadyn:inadyn oathtool:oathtool zbarimg:zbar-tools chromium:chromium rsvg-convert:librsvg2-bin
+APT_PEERS := redis-server:redis-server knotd:knot keymgr:knot kdig:knot-dnsutils dig:bind9-dnsutils ddclient:ddclient inadyn:inadyn oathtool:oathtool zbarimg:zbar-tools chromium:chromium rsvg-convert:librsvg2-bin redis-sentinel:redis-sentinel wrk:wrk
 
-.PHONY: run test install lint typecheck peers bench clean
+.PHONY: run test install lint typecheck peers bench clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,14 @@ lint: install
 test: install peers lint
 	$(PY) -m pytest -q
 
+# Long fuzzing (issue 8, "Bad input"); not part of `make test`, which runs a fast slice of the same tests.
+fuzz: install peers
+	$(PY) -m tests.fuzz.long_run --total 1000000
+	FUZZ_LONG=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_parsers.py
+	HTTP_FUZZ_REQUESTS=50000 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_malformed_http.py
+
 bench: install peers
+	$(PY) -m pip install -q -e '.[test,dns,bench]'
 	$(PY) -m bench
 
 clean:

@@ -76,7 +76,8 @@ def run(seconds: float = 5, rounds: int = 3) -> list[str]:
         with harness.uvicorn_app("bench.gate_apps:bare", env) as bare, \
                 harness.uvicorn_app("bench.gate_apps:session", env) as plain, \
                 harness.uvicorn_app("bench.gate_apps:gated", env) as gated:
-            cookies = {"bare": "", "session": _cookies(plain, False, USERS[0]), "gated": _cookies(gated, True, USERS[0])}
+            cookies = {"bare": "", "session": _cookies(plain, False, USERS[0]),
+                       "gated": _cookies(gated, True, USERS[0])}
             asgi = harness.interleaved({
                 "bare hello (ASGI)": lambda: _measure("bare", bare, "", seconds),
                 "app + SessionMiddleware": lambda: _measure("session", plain, cookies["session"], seconds),

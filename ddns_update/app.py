@@ -26,6 +26,7 @@ from ddns_update.service import SERVER_ERROR, UpdateFacts, UpdatePolicy, UpdateR
 from mfa_middleware.accounts import Accounts
 from mfa_middleware.config import Settings
 from mfa_middleware.crypto import derive_key
+from mfa_middleware.metrics import STORE_ERRORS, UPDATES
 from mfa_middleware.passwords import PasswordHasher
 from mfa_middleware.store import AsyncStore, Keys, MemoryStore, Op, Store, StoreError, open_async_store
 
@@ -65,7 +66,14 @@ def _facts(query: bytes, body: bytes, headers: Mapping[str, str], peer: str | No
 
 def _failed(exc: StoreError) -> UpdateReply:
     log.error("store failure, answering 911: %s", exc)
+    STORE_ERRORS.labels("ddns").inc()
     return SERVER_ERROR
+
+
+def _counted(reply: UpdateReply) -> UpdateReply:
+    for line in reply.lines:
+        UPDATES.labels(line.partition(" ")[0]).inc()
+    return reply
 
 
 class UpdateEndpoint:
@@ -89,9 +97,9 @@ class UpdateEndpoint:
 
     async def run(self, op: Op[UpdateReply]) -> UpdateReply:
         try:
-            return await self.store.run(op)
+            return _counted(await self.store.run(op))
         except StoreError as exc:
-            return _failed(exc)
+            return _counted(_failed(exc))
 
     @staticmethod
     async def _body(receive: Receive) -> bytes:
@@ -126,9 +134,9 @@ class WsgiUpdateApp:
         query = str(environ.get("QUERY_STRING", "")).encode("latin-1", "replace")
         facts = _facts(query, body, headers, environ.get("REMOTE_ADDR"))
         try:
-            reply = self.store.run(self.service.update(facts))
+            reply = _counted(self.store.run(self.service.update(facts)))
         except StoreError as exc:
-            reply = _failed(exc)
+            reply = _counted(_failed(exc))
         status = f"{reply.status} {HTTPStatus(reply.status).phrase}"
         start_response(status, list(reply.headers.items()))
         return [] if method == "HEAD" else [reply.body.encode("utf-8")]

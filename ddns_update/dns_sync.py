@@ -31,7 +31,7 @@ def accounts_with_hosts(keys: Keys) -> Op[list[str]]:
     found: set[str] = set()
     cursor = 0
     while True:
-        cursor, batch = yield cmd("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+        cursor, batch = yield cmd("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)  # every primary on a cluster
         found.update(k[len(head) : len(k) - len(tail)] for k in batch)
         if int(cursor) == 0:
             return sorted(found)

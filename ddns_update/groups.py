@@ -159,7 +159,10 @@ class Groups:
             login = normalize_username(login)
             if "," in login or "#" in login:
                 raise ValueError("a group login may not contain ',' or '#'")
-            if not (yield cmd("SET", self.keys.login(login), claim, "NX")):
+            # A claim already ours means an earlier create of this very group was interrupted after the claim
+            # (store down): the retry goes on; the CREATE script refuses if the group exists after all.
+            if (not (yield cmd("SET", self.keys.login(login), claim, "NX"))
+                    and (yield cmd("GET", self.keys.login(login))) != claim):
                 raise GroupRefused(f"login {login!r} is taken")
         else:
             for _ in range(10):

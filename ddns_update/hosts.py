@@ -171,7 +171,10 @@ class Hosts:
         group_keys = tuple(self.keys.account(account_id, "group:" + g) for g in sorted(groups))
         keys = (hosts_key(self.keys, account_id), self.keys.account(account_id, "groups"), *group_keys)
         removed: list[str] = yield Eval(REMOVE_RECORDS, keys, (history_prefix(self.keys, account_id), *hosts))
-        yield from self._release(account_id, removed)
+        # Release every requested host this account still claims, not only those removed just now: a remove
+        # interrupted between the two steps (store down) left claims without records, and its retry finds no
+        # record to remove. After the script none of these hosts has a record here, so the claims are stale.
+        yield from self._release(account_id, hosts)
         return removed
 
     def owner(self, host: str) -> Op[str | None]:

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable
 
 from starlette.datastructures import FormData
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -80,7 +80,10 @@ def owner_routes(store: AsyncStore, accounts: Accounts, identity: Identity, path
         account_id = identity(request)
         if account_id is None:
             return RedirectResponse(f"/login?next={path}", 303)
-        data = await request.form()
+        try:
+            data = await request.form()
+        except ClientDisconnect:  # the client left mid-body: nobody to answer
+            return Response(status_code=400)
         sent, expected = str(data.get("csrf_token", "")), request.session.get("ddns_csrf")
         if not expected or not constant_time_equals(str(expected), sent):
             return HTMLResponse("CSRF check failed; reload the page.", 400)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
+import functools
 import ipaddress
 import re
 import urllib.parse
@@ -88,12 +89,17 @@ def normalize_hostname(raw: str) -> str | None:
     name = raw.strip().lower()
     if len(name) > _MAX_RAW_HOSTNAME:
         return None  # spare the codec work on input no mapping could shrink to a name
-    try:
-        # The stdlib codec (IDNA 2003) also splits on the ideographic full stops
-        # a phone keyboard may produce, so encode before dropping the root dot.
-        ascii_name = name.encode("idna").decode("ascii")
-    except ValueError:  # UnicodeError is a ValueError: bad labels, nameprep refusals
-        return None
+    if name.isascii():
+        # What routers send: the codec would hand ASCII labels back unchanged (it only checks lengths,
+        # which _is_valid_fqdn checks too), so skip its per-label Python work on the hot path.
+        ascii_name = name
+    else:
+        try:
+            # The stdlib codec (IDNA 2003) also splits on the ideographic full stops
+            # a phone keyboard may produce, so encode before dropping the root dot.
+            ascii_name = name.encode("idna").decode("ascii")
+        except ValueError:  # UnicodeError is a ValueError: bad labels, nameprep refusals
+            return None
     ascii_name = ascii_name.lower().removesuffix(".")
     return ascii_name if _is_valid_fqdn(ascii_name) else None
 
@@ -158,6 +164,7 @@ def _token_fqdn(token: str) -> str | None:
 # --------------------------------------------------------------------------- addresses
 
 
+@functools.lru_cache(maxsize=4096)  # the peer address and a router's own address repeat; the parse is slow
 def parse_ip(raw: str | None) -> IPAddress | None:
     """Parse one host address as it may appear in a DNS record; None when unusable.
 

@@ -37,6 +37,7 @@ from ddns_update.protocol import (
     www_authenticate,
 )
 from ddns_update.scripts import ARG_ORDER, REVERT, UPDATE
+from mfa_middleware.metrics import CREDENTIAL_CACHE
 from mfa_middleware.store import Keys, Op
 from mfa_middleware.store.effects import Eval, Offload
 
@@ -116,8 +117,9 @@ class UpdateService:
             return self._once(Answer.BADAGENT if not agent_ok else Answer.BADAUTH)
         raw_login, password = basic
         target = self._target(request, facts)
-        login = yield from self.credentials.resolve(raw_login)
-        for _ in range(3):
+        # One round trip on the common path: guess the login (no claim lookup) and let the script check it.
+        login = self.credentials.guess(raw_login)
+        for _ in range(4):
             if login is None:
                 if not agent_ok:
                     return self._once(Answer.BADAGENT)
@@ -125,6 +127,8 @@ class UpdateService:
                 return self._once(Answer.BADAUTH)
             result = yield self._update_step(login, password, request, target, agent_ok)
             status = result[0]
+            if status in ("ok", "miss"):
+                CREDENTIAL_CACHE.labels("hit" if status == "ok" else "miss").inc()
             if status == "ok":
                 return (yield from self._finish(login, result, target))
             if status == "stale":  # the login now means something else: ask the claim again

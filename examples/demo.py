@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from ddns_update.app import UpdateEndpoint, build_service
 from ddns_update.hosts import HostRefused, Hosts
@@ -147,7 +147,7 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         *owner_routes(store, accounts, lambda request: session_identity(request.scope)),  # /account, gated
     ]
     if settings.metrics_path:
-        routes.append(Mount(settings.metrics_path, app=metrics.asgi_app()))
+        routes.append(Route(settings.metrics_path, metrics.asgi_app()))
     middleware = [
         Middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="demo_session",
                    same_site="lax", https_only=False),

@@ -26,8 +26,18 @@ STORE_ERRORS = Counter("store_errors", "Requests that failed closed because the 
                        ["component"], registry=REGISTRY)
 
 
+class _MetricsApp:
+    """An ASGI app object (not a function), so that Starlette's ``Route`` hands it the raw scope."""
+
+    def __init__(self) -> None:
+        self.app = make_asgi_app(registry=REGISTRY)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
 def asgi_app() -> Any:
-    return make_asgi_app(registry=REGISTRY)
+    return _MetricsApp()
 
 
 def wsgi_app() -> Any:

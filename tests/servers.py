@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -160,4 +161,173 @@ zone:
 
     def cleanup(self) -> None:
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisCluster:
+    """A real 3-master Redis Cluster (no replicas) on free loopback ports, each node in its own directory."""
+
+    def __init__(self, masters: int = 3) -> None:
+        exe, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if exe is None or cli is None:
+            raise RuntimeError("redis-server/redis-cli are not installed: run the suite with `make test`")
+        self.exe, self.cli = exe, cli
+        self.ports = [self._cluster_port() for _ in range(masters)]
+        self.dir = Path(tempfile.mkdtemp(prefix="redis-cluster-"))
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @staticmethod
+    def _cluster_port() -> int:
+        """A free port whose cluster bus port (port + 10000) exists and is free too."""
+        for _ in range(200):
+            port = free_port()
+            if port + 10000 > 65535:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+        raise RuntimeError("no free port pair for a cluster node")
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self) -> RedisCluster:
+        for port in self.ports:
+            node = self.dir / str(port)
+            node.mkdir()
+            self.procs.append(subprocess.Popen(
+                [self.exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node), "--save", "",
+                 "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", str(node / "nodes.conf"),
+                 "--cluster-node-timeout", "2000"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in self.ports:
+            wait_for_port(port)
+        subprocess.run([self.cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            states = [subprocess.run([self.cli, "-p", str(p), "cluster", "info"], capture_output=True, text=True,
+                                     timeout=5).stdout for p in self.ports]
+            if all("cluster_state:ok" in s for s in states):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("the cluster did not reach cluster_state:ok")
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs = []
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisSentinelSetup:
+    """One primary, one replica and ``sentinels`` Sentinel processes (quorum: a majority) on free ports."""
+
+    def __init__(self, service: str = "mymaster", sentinels: int = 3) -> None:
+        exe = shutil.which("redis-server")
+        sentinel = shutil.which("redis-sentinel")
+        if exe is None or sentinel is None:
+            raise RuntimeError("redis-server/redis-sentinel are not installed: run the suite with `make test`")
+        self.exe, self.sentinel_exe = exe, sentinel
+        self.service = service
+        self.dir = Path(tempfile.mkdtemp(prefix="redis-sentinel-"))
+        self.data_ports = [free_port(), free_port()]
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self.quorum = sentinels // 2 + 1
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{self.service}"
+
+    def _data_node(self, port: int, replica_of: int | None) -> None:
+        node = self.dir / str(port)
+        node.mkdir(exist_ok=True)
+        args = [self.exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node), "--save", "",
+                "--appendonly", "yes", "--appendfsync", "always"]
+        if replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(replica_of)]
+        self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(port)
+
+    def start(self) -> RedisSentinelSetup:
+        primary, replica = self.data_ports
+        self._data_node(primary, None)
+        self._data_node(replica, primary)
+        for port in self.sentinel_ports:
+            conf = self.dir / f"sentinel-{port}.conf"
+            conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                            f"sentinel monitor {self.service} 127.0.0.1 {primary} {self.quorum}\n"
+                            f"sentinel down-after-milliseconds {self.service} 1000\n"
+                            f"sentinel failover-timeout {self.service} 5000\n"
+                            f"sentinel parallel-syncs {self.service} 1\n")
+            self.procs[port] = subprocess.Popen([self.sentinel_exe, str(conf)], stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL)
+            wait_for_port(port)
+        self.wait_for(lambda: self.primary_port() == primary and self._replica_synced())
+        return self
+
+    def cli(self, port: int, *args: str) -> str:
+        return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                              timeout=5).stdout
+
+    def primary_port(self) -> int | None:
+        out = self.cli(self.sentinel_ports[0], "sentinel", "get-master-addr-by-name", self.service).split()
+        return int(out[1]) if len(out) == 2 else None
+
+    def _replica_synced(self) -> bool:
+        """Every Sentinel knows the replica, sees it healthy, and the replica is in sync."""
+        info = self.cli(self.data_ports[1], "info", "replication")
+        for port in self.sentinel_ports:
+            fields = self.cli(port, "sentinel", "replicas", self.service).split("\n")
+            pairs = dict(zip(fields[0::2], fields[1::2], strict=False))
+            if pairs.get("flags") != "slave" or pairs.get("master-link-status") != "ok":
+                return False
+        return "master_link_status:up" in info
+
+    def failover(self) -> int:
+        """Ask a Sentinel to promote the replica; returns the new primary's port once every Sentinel agrees."""
+        old = self.primary_port()
+        out = ""
+        for _ in range(50):  # NOGOODSLAVE until the Sentinel has fresh INFO from the replica
+            out = self.cli(self.sentinel_ports[0], "sentinel", "failover", self.service)
+            if "OK" in out:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"sentinel failover refused: {out}")
+        self.wait_for(lambda: self.primary_port() not in (None, old))
+        new = self.primary_port()
+        assert new is not None
+        return new
+
+    @staticmethod
+    def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Sentinel setup did not settle in time")
+
+    def cleanup(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs = {}
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from .effects import Op, StoreError, StoreResponseError, StoreUnavailable, cmd, pure
+from .fast_driver import FastAsyncRedisDriver
 from .keys import Keys
 from .memory import AsyncMemoryDriver, MemoryDriver, MemoryStore
 from .redis_driver import AsyncRedisDriver, RedisDriver
@@ -66,6 +67,9 @@ def open_async_store(url: str | None, prefix: str = "mfa", memory: MemoryStore |
     spec = parse_store_url(url)
     if spec.kind == "memory":
         return AsyncStore(AsyncMemoryDriver(memory), Keys(prefix), kind="memory")
+    if spec.kind == "redis" and spec.url.startswith("redis://"):
+        # Plain standalone Redis: the lean pipelined driver (the update endpoint's hot path, fast_driver.py).
+        return AsyncStore(FastAsyncRedisDriver(spec), Keys(prefix), kind=spec.kind)
     return AsyncStore(AsyncRedisDriver(spec), Keys(prefix), kind=spec.kind)
 
 

@@ -1,0 +1,208 @@
+"""Start servers, drive them with wrk on the other core, and report ratios.
+
+Every measurement is a *pair* (bare vs. feature) run interleaved in one process tree on
+this machine, so machine noise cancels in the ratio. The server under test is pinned to
+core 0; wrk and redis-server share core 1 where the machine has two cores, so the Python
+process has a core of its own (as it would with Redis on another host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.servers import RedisServer, free_port, wait_for_port
+
+CORES = os.cpu_count() or 1
+SERVER_CORE, LOAD_CORE = 0, (1 if CORES >= 2 else 0)
+RESULTS = Path(__file__).resolve().parent / "results"
+SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))  # per wrk run
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # interleaved rounds; the median is kept
+
+
+def _pin(core: int) -> list[str]:
+    return ["taskset", "-c", str(core)] if CORES >= 2 and shutil.which("taskset") else []
+
+
+def pin_pid(pid: int, core: int) -> None:
+    if CORES >= 2 and shutil.which("taskset"):
+        subprocess.run(["taskset", "-pc", str(core), str(pid)], check=True, stdout=subprocess.DEVNULL)
+
+
+@dataclass(frozen=True)
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # non-2xx/3xx responses
+    requests: int = 0
+    wrong: int = 0  # 2xx answers that were not the expected protocol answer (the wrk script counts them)
+    samples: tuple[float, ...] = field(default=())  # req/s of each round
+
+
+@contextmanager
+def redis_server(*extra: str) -> Iterator[RedisServer]:
+    """A throwaway redis-server (tests/servers.py), pinned to the load core."""
+    server = RedisServer(*extra).start()
+    try:
+        if server.proc is not None:
+            pin_pid(server.proc.pid, LOAD_CORE)
+        yield server
+    finally:
+        server.cleanup()
+
+
+@contextmanager
+def uvicorn_app(factory: str, env: dict[str, str] | None = None, *, interface: str = "asgi3") -> Iterator[str]:
+    """Serve ``module:factory`` with uvicorn (one worker, no access log) on a free port, pinned to core 0."""
+    port = free_port()
+    cmd = [*_pin(SERVER_CORE), sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning", "--no-access-log", "--interface", interface]
+    with _process(cmd, port, env):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def _process(cmd: Sequence[str], port: int, env: dict[str, str] | None) -> Iterator[None]:
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, timeout=30)
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not m:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _find(pattern: str, text: str) -> str:
+    m = re.search(pattern, text)
+    if m is None:
+        raise RuntimeError(f"wrk output lacks {pattern!r}:\n{text}")
+    return m.group(1)
+
+
+def wrk(url: str, *, seconds: float = SECONDS, connections: int = 32, headers: Sequence[str] = (),
+        script: str | Path | None = None, args: Sequence[str] = ()) -> Result:
+    """One wrk run (one thread, on the load core). ``args`` go to the script's ``init``."""
+    cmd = [*_pin(LOAD_CORE), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    if script:
+        cmd += ["-s", str(script)]
+    cmd.append(url)
+    if args:
+        cmd += ["--", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    wrong = re.search(r"wrong answers:\s+(\d+)", out)
+    return Result(
+        rps=float(_find(r"Requests/sec:\s+([\d.]+)", out)),
+        p50_ms=_ms(_find(r"50%\s+(\S+)", out)),
+        p99_ms=_ms(_find(r"99%\s+(\S+)", out)),
+        errors=int(m.group(1)) if m else 0,
+        requests=int(_find(r"(\d+) requests in", out)),
+        wrong=int(wrong.group(1)) if wrong else 0,
+    )
+
+
+def interleaved(runs: Mapping[str, Callable[[], Result]], rounds: int = ROUNDS, *, warmup: bool = True,
+                between: Callable[[], None] | None = None) -> dict[str, Result]:
+    """Run each measurement ``rounds`` times in turn (A B C A B C …) and keep the median.
+
+    ``warmup`` runs each once, briefly, before the timed rounds (imports, connection pools, JIT-less
+    caches); ``between`` runs after every measurement (e.g. resetting counters that would otherwise
+    turn a long benchmark into abuse).
+    """
+    if warmup:
+        for run in runs.values():
+            run()
+            if between:
+                between()
+    samples: dict[str, list[Result]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            samples[name].append(run())
+            if between:
+                between()
+            time.sleep(0.2)
+    return {name: _median(rs) for name, rs in samples.items()}
+
+
+def _median(results: list[Result]) -> Result:
+    return Result(
+        statistics.median(r.rps for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+        sum(r.requests for r in results),
+        sum(r.wrong for r in results),
+        tuple(r.rps for r in results),
+    )
+
+
+def table(results: Mapping[str, Result], baseline: str) -> str:
+    base = results[baseline].rps
+    lines = [f"{'variant':<30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7} {'non-2xx':>8} {'wrong':>6}"]
+    for name, r in results.items():
+        lines.append(f"{name:<30} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.rps / base:>7.3f} "
+                     f"{r.errors:>8} {r.wrong:>6}")
+    return "\n".join(lines)
+
+
+def target(name: str, ratio: float, goal: float, *, higher_is_better: bool = True) -> str:
+    ok = ratio >= goal if higher_is_better else ratio <= goal
+    return f"target {name} ratio={ratio:.3f} goal={goal} {'PASS' if ok else 'FAIL'}"
+
+
+def save(name: str, data: Mapping[str, Any]) -> Path:
+    """Write ``bench/results/NAME.json`` (``plot.py`` reads every file there)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+    return path
+
+
+def series(results: Mapping[str, Result]) -> dict[str, dict[str, Any]]:
+    """Results as plain data for ``save`` (the plot's "throughput" series)."""
+    return {name: asdict(r) for name, r in results.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Result):
+        return asdict(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a results file")
+
+
+def machine() -> dict[str, str]:
+    model = ""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
+    except OSError:
+        pass
+    return {"nproc": str(CORES), "cpu": model, "python": sys.version.split()[0]}
