@@ -122,8 +122,8 @@ def wrk(url: str, *, seconds: float = SECONDS, connections: int = 32, headers: S
     wrong = re.search(r"wrong answers:\s+(\d+)", out)
     return Result(
         rps=float(_find(r"Requests/sec:\s+([\d.]+)", out)),
-        p50_ms=_ms(_find(r"50%\s+(\S+)", out)),
-        p99_ms=_ms(_find(r"99%\s+(\S+)", out)),
+        p50_ms=_ms(_find(r"(?m)^\s+50%\s+(\S+)", out)),  # the distribution lines, not "90.50%" elsewhere
+        p99_ms=_ms(_find(r"(?m)^\s+99%\s+(\S+)", out)),
         errors=int(m.group(1)) if m else 0,
         requests=int(_find(r"(\d+) requests in", out)),
         wrong=int(wrong.group(1)) if wrong else 0,
