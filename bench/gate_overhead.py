@@ -7,13 +7,11 @@ Starlette's ``SessionMiddleware`` alone are printed for reference.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pyotp
@@ -26,7 +24,6 @@ from tests.servers import RedisServer, free_port
 
 PASSWORD = "bench-password-1"
 USERS = ("bench-asgi", "bench-wsgi")  # 2FA gets enrolled once per user
-RESULTS = Path(__file__).parent / "results"
 
 
 def _seed_accounts(url: str) -> None:
@@ -108,9 +105,7 @@ def run(seconds: float = 5, rounds: int = 5) -> list[str]:
     print(harness.table(asgi, "app + SessionMiddleware"))
     print("\nGate overhead, WSGI (Flask + gunicorn gthread), verified session:")
     print(harness.table(wsgi, "Flask app (session login)"))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gate.json").write_text(json.dumps(
-        {name: r.__dict__ for name, r in {**asgi, **wsgi}.items()}, indent=2))
+    harness.save("gate", {"machine": harness.machine(), "throughput": harness.series({**asgi, **wsgi})})
     asgi_ratio = asgi["app + SessionMiddleware + gate"].rps / asgi["app + SessionMiddleware"].rps
     wsgi_ratio = wsgi["Flask app + WSGI gate"].rps / wsgi["Flask app (session login)"].rps
     return [harness.target("gate_asgi", asgi_ratio, 0.90), harness.target("gate_wsgi", wsgi_ratio, 0.85)]
