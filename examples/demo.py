@@ -161,17 +161,23 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
     return app
 
 
+def start(flavour: str = "") -> Settings:
+    """What every demo does first: log to stderr, read the settings, say where it runs and how to log in."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env(demo=True)
+    where = "Redis at " + settings.redis_url if settings.redis_url else "the embedded in-memory store"
+    label = f"Demo site ({flavour})" if flavour else "Demo site"
+    print(f"{label}: http://{settings.host}:{settings.port}/  (state in {where})", flush=True)
+    if settings.demo_seed:
+        print(f"Demo login: {DEMO_USER} / {DEMO_PASSWORD}   host: {DEMO_HOST}", flush=True)
+    return settings
+
+
 def main() -> None:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env(demo=True)
-    app = create_app(settings)
-    where = "Redis at " + settings.redis_url if settings.redis_url else "the embedded in-memory store"
-    print(f"Demo site: http://{settings.host}:{settings.port}/  (state in {where})", flush=True)
-    if settings.demo_seed:
-        print(f"Demo login: {DEMO_USER} / {DEMO_PASSWORD}   host: {DEMO_HOST}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    settings = start()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
-import sys
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -25,7 +24,7 @@ from mfa_middleware.config import Settings
 from mfa_middleware.passwords import OWASP, Argon2Profile, PasswordHasher
 from mfa_middleware.store import MemoryStore, open_async_store
 
-from .demo import DEMO_PASSWORD, DEMO_USER, csrf_ok, csrf_token, login_form, page, safe_next, seed_demo
+from .demo import csrf_ok, csrf_token, login_form, page, safe_next, seed_demo, start
 
 log = logging.getLogger("examples.fastapi_demo")
 
@@ -98,14 +97,8 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 def main() -> None:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env(demo=True)
-    app = create_app(settings)
-    where = "Redis at " + settings.redis_url if settings.redis_url else "the embedded in-memory store"
-    print(f"Demo site (FastAPI): http://{settings.host}:{settings.port}/  (state in {where})", flush=True)
-    if settings.demo_seed:
-        print(f"Demo login: {DEMO_USER} / {DEMO_PASSWORD}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    settings = start("FastAPI")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
 if __name__ == "__main__":

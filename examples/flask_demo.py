@@ -10,7 +10,6 @@ import contextlib
 import html
 import logging
 import secrets
-import sys
 from typing import Any
 
 from flask import Flask, redirect, request, session
@@ -26,7 +25,7 @@ from mfa_middleware.passwords import OWASP, Argon2Profile, PasswordHasher
 from mfa_middleware.store import MemoryStore, Store, open_store
 from mfa_middleware.wsgi import MFAWsgiMiddleware
 
-from .demo import DEMO_HOST, DEMO_PASSWORD, DEMO_USER, PAGE, safe_next
+from .demo import DEMO_HOST, DEMO_PASSWORD, DEMO_USER, PAGE, safe_next, start
 
 log = logging.getLogger("examples.flask_demo")
 
@@ -125,14 +124,8 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env(demo=True)
-    app = create_app(settings)
-    where = "Redis at " + settings.redis_url if settings.redis_url else "the embedded in-memory store"
-    print(f"Demo site (Flask): http://{settings.host}:{settings.port}/  (state in {where})", flush=True)
-    if settings.demo_seed:
-        print(f"Demo login: {DEMO_USER} / {DEMO_PASSWORD}", flush=True)
-    app.run(host=settings.host, port=settings.port, threaded=True)
+    settings = start("Flask")
+    create_app(settings).run(host=settings.host, port=settings.port, threaded=True)
 
 
 if __name__ == "__main__":
