@@ -1,7 +1,8 @@
 """Sub-account groups: a named subset of an account's hosts with its own update login.
 
 Keys: ``{a:ID}:groups`` hash (group name -> login), ``{a:ID}:group:NAME`` hash (login, argon2id ``pw``,
-credential version ``ver``, comma-separated ``hosts``, ``created``). The login is claimed in the same
+credential version ``ver``, comma-separated ``hosts``, ``created``; only ``login`` while a delete is under way:
+a tombstone, see ``DELETE``). The login is claimed in the same
 namespace as account usernames (``Keys.login``, value ``group:ACCOUNT:NAME``), so a group login can never
 equal a username: the 2FA gate's login, which only knows accounts, refuses it, and the update endpoint
 knows which kind of credential it holds. Rotate and delete drop the cached verifier in the same step.
@@ -108,7 +109,7 @@ ROTATE = Script(
     "ddns_group_rotate",
     """
 local login = redis.call('HGET', KEYS[1], 'login')
-if not login then return false end
+if not login or redis.call('HEXISTS', KEYS[1], 'ver') == 0 then return false end
 redis.call('HSET', KEYS[1], 'pw', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
 redis.call('HDEL', KEYS[2], login)
@@ -117,17 +118,31 @@ return login
 )
 
 # KEYS 1 groups index, 2 group, 3 credential cache, 4 abuse flags, 5 fault counters; ARGV name.
+# Leaves a tombstone (the group hash with only its login): the login claim is in another slot and is
+# released in a later step, and a claim pointing at a *missing* group made the update endpoint re-resolve
+# until it gave up with 911. A claim pointing at a tombstone answers badauth (scripts.UPDATE); PURGE
+# removes the tombstone once the claim is gone. Run again on a tombstone (a retried delete), it goes on.
 DELETE = Script(
     "ddns_group_delete",
     """
 local login = redis.call('HGET', KEYS[2], 'login')
 if not login then return false end
-redis.call('DEL', KEYS[2])
+redis.call('HDEL', KEYS[2], 'pw', 'ver', 'hosts', 'created')
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[3], login)
 redis.call('HDEL', KEYS[4], login)
 redis.call('HDEL', KEYS[5], login)
 return login
+""",
+)
+
+# KEYS 1 group; ARGV login. Removes a tombstone (see DELETE), never a live group.
+PURGE = Script(
+    "ddns_group_purge",
+    """
+if redis.call('HEXISTS', KEYS[1], 'ver') == 1 then return 0 end
+if redis.call('HGET', KEYS[1], 'login') ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
 """,
 )
 
@@ -155,6 +170,9 @@ class Groups:
         name = group_name(name)
         host_list = list(dict.fromkeys(canonical_host(h) for h in hosts))
         claim = claim_value(account_id, name)
+        old_login, ver = yield cmd("HMGET", self._k(account_id, "group:" + name), "login", "ver")
+        if old_login and not ver:  # a delete of a group of this name was cut off: finish it first
+            yield from self._release(account_id, name, old_login)
         if login is not None:
             login = normalize_username(login)
             if "," in login or "#" in login:
@@ -210,8 +228,13 @@ class Groups:
         login = yield Eval(DELETE, keys, (name,))
         if not login:
             raise GroupRefused(_explain("nogroup", account_id, name))
-        yield Eval(RELEASE_LOGIN, (self.keys.login(login),), (claim_value(account_id, name),))
+        yield from self._release(account_id, name, login)
         return str(login)
+
+    def _release(self, account_id: str, name: str, login: str) -> Op[None]:
+        """The last steps of a delete: release the login claim (if still this group's), then the tombstone."""
+        yield Eval(RELEASE_LOGIN, (self.keys.login(login),), (claim_value(account_id, name),))
+        yield Eval(PURGE, (self._k(account_id, "group:" + name),), (login,))
 
     def list(self, account_id: str) -> Op[list[Group]]:
         index: dict[str, str] = yield cmd("HGETALL", self._k(account_id, "groups"))

@@ -33,6 +33,7 @@ __all__ = [
     "IPNetwork",
     "normalize_hostname",
     "parse_hostnames",
+    "ip_text",
     "parse_ip",
     "parse_ip_params",
     "parse_offline",
@@ -104,7 +105,18 @@ def normalize_hostname(raw: str) -> str | None:
     return ascii_name if _is_valid_fqdn(ascii_name) else None
 
 
+_PLAIN_FQDN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
 def _is_valid_fqdn(name: str) -> bool:
+    if "xn--" not in name:
+        # No A-label to decode: _is_valid_fqdn_by_label's rules as one regex (at least two labels, each _LABEL).
+        return len(name) <= MAX_HOSTNAME_LENGTH and _PLAIN_FQDN.fullmatch(name) is not None and \
+            not name.rpartition(".")[2].isdigit()
+    return _is_valid_fqdn_by_label(name)
+
+
+def _is_valid_fqdn_by_label(name: str) -> bool:
     labels = name.split(".")
     if len(name) > MAX_HOSTNAME_LENGTH or len(labels) < 2:
         return False
@@ -185,6 +197,12 @@ def parse_ip(raw: str | None) -> IPAddress | None:
     return address
 
 
+@functools.lru_cache(maxsize=4096)
+def ip_text(address: IPAddress) -> str:
+    """``str(address)``, remembered: the same addresses repeat and ``ipaddress`` formats them in Python."""
+    return str(address)
+
+
 def parse_ip_params(myip: str | None, myipv6: str | None) -> tuple[IPv4Address | None, IPv6Address | None]:
     """Read `myip` (v4, v6, or "v4,v6" in either order) and `myipv6`.
 
@@ -254,6 +272,25 @@ def _parse_query(query: bytes | str) -> dict[str, str] | None:
     if isinstance(query, bytes):
         # parse_qsl would decode bytes as strict ASCII and raise on anything else.
         query = query.decode("utf-8", errors="replace")
+    if "%" not in query and "+" not in query:
+        return _parse_plain_query(query)
+    return _parse_qsl_query(query)
+
+
+def _parse_plain_query(query: str) -> dict[str, str] | None:
+    """``_parse_qsl_query`` for a query without ``%`` or ``+`` (what routers send), where unquoting is the
+    identity: the same field count limit, blank fields skipped, a field without ``=`` kept blank."""
+    if query and query.count("&") >= MAX_QUERY_FIELDS:
+        return None
+    params: dict[str, str] = {}
+    for field in query.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            params[name] = value
+    return params
+
+
+def _parse_qsl_query(query: str) -> dict[str, str] | None:
     try:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, errors="replace", max_num_fields=MAX_QUERY_FIELDS)
     except ValueError:
@@ -330,12 +367,12 @@ def client_address(peer: str | None, headers: Mapping[str, str], trusted: Sequen
     if peer_ip is None:
         return peer  # not an IP (e.g. a unix socket): nothing to compare, pass it on
     if not _is_trusted(peer_ip, trusted):
-        return str(peer_ip)  # anyone can send these headers; only the socket is proof
+        return ip_text(peer_ip)  # anyone can send these headers; only the socket is proof
     forwarded = _header(headers, "x-forwarded-for")
     if forwarded is not None:
-        return str(_walk_forwarded(peer_ip, forwarded, trusted))
+        return ip_text(_walk_forwarded(peer_ip, forwarded, trusted))
     real_ip = parse_ip(_header(headers, "x-real-ip"))
-    return str(real_ip or peer_ip)
+    return ip_text(real_ip or peer_ip)
 
 
 def _walk_forwarded(peer: IPAddress, forwarded: str, trusted: Sequence[IPNetwork]) -> IPAddress:

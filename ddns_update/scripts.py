@@ -37,6 +37,9 @@ if kind == 'a' then
 else
   local g = redis.call('HMGET', KEYS[4], 'login', 'ver', 'hosts')
   if g[1] ~= login then return {'stale'} end
+  -- A tombstone (login kept, no 'ver'): a group delete that has not released the login claim yet, or was
+  -- cut off before it did (groups.py). The login means nothing any more: badauth, not a re-resolve loop.
+  if not g[2] then return {'denied'} end
   epoch = g[2]
   for h in string.gmatch(g[3] or '', '[^,]+') do members[#members + 1] = h end
 end

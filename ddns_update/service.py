@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import Any, NamedTuple
 
 from ddns_update.abuse import AbusePolicy
 from ddns_update.credentials import Credentials, Login
@@ -29,14 +29,14 @@ from ddns_update.protocol import (
     agent_allowed,
     client_address,
     format_body,
-    format_line,
+    ip_text,
     parse_basic_auth,
     parse_ip,
     parse_update,
     status_for,
     www_authenticate,
 )
-from ddns_update.scripts import ARG_ORDER, REVERT, UPDATE
+from ddns_update.scripts import REVERT, UPDATE
 from mfa_middleware.metrics import CREDENTIAL_CACHE
 from mfa_middleware.store import Keys, Op
 from mfa_middleware.store.effects import Eval, Offload
@@ -44,6 +44,10 @@ from mfa_middleware.store.effects import Eval, Offload
 log = logging.getLogger("ddns_update")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f|]")
 MAX_AGENT_CHARS = 120  # kept per history entry; full agents go to the access log, not the store
+STEP_KEYS_LIMIT = 100_000  # accounts (and groups) whose UPDATE key names are remembered per process
+# Labelled counter children, looked up once: ``Counter.labels`` costs microseconds per call.
+_CACHE_HIT = CREDENTIAL_CACHE.labels("hit")
+_CACHE_MISS = CREDENTIAL_CACHE.labels("miss")
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,13 @@ def once(answer: Answer, realm: str = DEFAULT_REALM) -> UpdateReply:
 SERVER_ERROR = once(Answer.SERVER_ERROR)
 
 
-@dataclass(frozen=True)
-class _Target:
+class _Target(NamedTuple):  # a tuple: built on every update
     ipv4: IPv4Address | None
     ipv6: IPv6Address | None
     client: str
     history_tail: str  # "client_ip|user_agent", appended to the record in each history entry
+    ipv4_text: str = ""  # the addresses as sent to the script and answered ("" when absent)
+    ipv6_text: str = ""
 
 
 class UpdateService:
@@ -106,6 +111,20 @@ class UpdateService:
         self.credentials = credentials
         self.backend: DnsBackend = backend or StoreOnlyBackend()
         self.policy = policy or UpdatePolicy()
+        # UPDATE's key names and history prefix per (account, group): they only depend on those two.
+        self._step_keys: dict[tuple[str, str | None], tuple[tuple[str, ...], str]] = {}
+
+    @property
+    def policy(self) -> UpdatePolicy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: UpdatePolicy) -> None:
+        self._policy = policy
+        # The policy's part of UPDATE's arguments, computed once (see ``_update_step``).
+        # Text, as Redis receives every argument (the memory driver converts the same way).
+        self._limits = (str(policy.abuse.nochg_per_host), str(policy.abuse.faults), str(policy.abuse.window_ms),
+                        str(policy.history_length))
 
     def update(self, facts: UpdateFacts) -> Op[UpdateReply]:
         agent_ok = agent_allowed(facts.user_agent, self.policy.agent_blocklist)
@@ -127,14 +146,21 @@ class UpdateService:
                 return self._once(Answer.BADAUTH)
             result = yield self._update_step(login, password, request, target, agent_ok)
             status = result[0]
-            if status in ("ok", "miss"):
-                CREDENTIAL_CACHE.labels("hit" if status == "ok" else "miss").inc()
             if status == "ok":
-                return (yield from self._finish(login, result, target))
+                _CACHE_HIT.inc()
+                end = 2 + 2 * int(result[1])  # 'ok', nlines, (code, hosts) * nlines, (host, old, new) * changes
+                if len(result) > end and self.backend.enabled:  # records changed: push them to DNS
+                    return (yield from self._finish(login, result, end, target))
+                return self._lines(result, end, target, None)
             if status == "stale":  # the login now means something else: ask the claim again
                 self.credentials.forget(login.name)
-                login = yield from self.credentials.resolve(raw_login)
+                fresh = yield from self.credentials.resolve(raw_login)
+                if fresh == login:  # the claim itself names nothing (an interrupted group create)
+                    self.credentials.forget(login.name)
+                    fresh = None
+                login = fresh
             elif status == "miss":
+                _CACHE_MISS.inc()
                 if not agent_ok:
                     return self._once(Answer.BADAGENT)  # no argon2 for a client we refuse anyway
                 if not (yield from self.credentials.prove(raw_login, login, password, target.client)):
@@ -154,42 +180,57 @@ class UpdateService:
         client = client_address(facts.peer, facts.headers, self.policy.trusted_proxies) or ""
         tail = _UNSAFE.sub(" ", client) + "|" + _UNSAFE.sub(" ", (facts.user_agent or "")[:MAX_AGENT_CHARS])
         if request.has_address:
-            return _Target(request.ipv4, request.ipv6, client, tail)
-        address = parse_ip(client)
-        if isinstance(address, IPv4Address):
-            return _Target(address, None, client, tail)
-        return _Target(None, address, client, tail)
+            ipv4, ipv6 = request.ipv4, request.ipv6
+        else:
+            address = parse_ip(client)
+            ipv4, ipv6 = (address, None) if isinstance(address, IPv4Address) else (None, address)
+        return _Target(ipv4, ipv6, client, tail, ip_text(ipv4) if ipv4 else "", ip_text(ipv6) if ipv6 else "")
 
     def _update_step(self, login: Login, password: str, request: UpdateRequest, target: _Target,
                      agent_ok: bool) -> Eval:
-        k, acct, pol = self.keys.account, login.account_id, self.policy
-        keys = (k(acct), hosts_key(self.keys, acct), k(acct, "cred"), self.credentials.group_key(login),
-                k(acct, "abuse"), k(acct, "nochg"), k(acct, "faults"))
+        keys, prefix = self._account_keys(login)
         now = time.time()
-        args: dict[str, Any] = {
-            "login": login.name, "verifier": self.credentials.verifier(login.name, password), "kind": login.kind,
-            "now_ms": int(now * 1000), "ipv4": str(target.ipv4 or ""), "ipv6": str(target.ipv6 or ""),
-            "offline": "1" if request.offline else "0", "history_tail": target.history_tail,
-            "agent_ok": "1" if agent_ok else "0", "nochg_limit": pol.abuse.nochg_per_host,
-            "fault_limit": pol.abuse.faults, "window_ms": pol.abuse.window_ms,
-            "history_prefix": history_prefix(self.keys, acct), "history_length": pol.history_length,
-            "group": login.group or "", "now_s": int(now),
-        }
-        tokens = [f"h:{r.fqdn}" if r.fqdn else f"t:{r.token}" for r in request.hosts]
-        return Eval(UPDATE, keys, (*(args[name] for name in ARG_ORDER), *tokens))
+        nochg_limit, fault_limit, window_ms, history_length = self._limits
+        # UPDATE's ARGV, in ARG_ORDER (scripts.py), then the requested tokens.
+        args = (login.name, self.credentials.verifier(login.name, password), login.kind, str(int(now * 1000)),
+                target.ipv4_text, target.ipv6_text, "1" if request.offline else "0", target.history_tail,
+                "1" if agent_ok else "0", nochg_limit, fault_limit, window_ms, prefix, history_length,
+                login.group or "", str(int(now)),
+                *[f"h:{r.fqdn}" if r.fqdn else f"t:{r.token}" for r in request.hosts])
+        return Eval(UPDATE, keys, args)
 
-    def _finish(self, login: Login, result: list[Any], target: _Target) -> Op[UpdateReply]:
-        nlines = int(result[1])
-        pairs = [(str(result[2 + 2 * i]), str(result[3 + 2 * i] or "")) for i in range(nlines)]
-        flat = result[2 + 2 * nlines:]
+    def _account_keys(self, login: Login) -> tuple[tuple[str, ...], str]:
+        """UPDATE's KEYS and the history prefix for ``login``'s account (and group)."""
+        found = self._step_keys.get((login.account_id, login.group))
+        if found is None:
+            k, acct = self.keys.account, login.account_id
+            keys = (k(acct), hosts_key(self.keys, acct), k(acct, "cred"), self.credentials.group_key(login),
+                    k(acct, "abuse"), k(acct, "nochg"), k(acct, "faults"))
+            found = (keys, history_prefix(self.keys, acct))
+            if len(self._step_keys) >= STEP_KEYS_LIMIT:
+                self._step_keys.clear()
+            self._step_keys[(login.account_id, login.group)] = found
+        return found
+
+    def _finish(self, login: Login, result: list[Any], end: int, target: _Target) -> Op[UpdateReply]:
+        flat = result[end:]
         changes = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
-        failed = (yield from self._push(login, changes, target)) if changes and self.backend.enabled else set()
+        failed = yield from self._push(login, changes, target)
+        return self._lines(result, end, target, failed)
+
+    @staticmethod
+    def _lines(result: list[Any], end: int, target: _Target, failed: set[str] | None) -> UpdateReply:
+        # format_line's good/nochg text, built once for every line
+        addresses = target.ipv4_text + "," + target.ipv6_text if target.ipv4_text and target.ipv6_text else \
+            target.ipv4_text or target.ipv6_text
         lines = []
-        for code, hosts in pairs:
-            if code in ("good", "nochg") and failed.intersection(hosts.split(",")):
-                lines.append(Answer.DNSERR.value)
-            elif code in ("good", "nochg"):
-                lines.append(format_line(Answer(code), target.ipv4, target.ipv6))
+        for i in range(2, end, 2):
+            code = str(result[i])
+            if code == "good" or code == "nochg":
+                if failed and failed.intersection(str(result[i + 1] or "").split(",")):
+                    lines.append(Answer.DNSERR.value)
+                else:
+                    lines.append(code + " " + addresses if addresses else code)
             else:
                 lines.append(code)
         return UpdateReply(tuple(lines))

@@ -11,6 +11,7 @@ hash (streak, until) + ``fails`` (attempts this hour), ``trust`` hash (trusted-b
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import unicodedata
@@ -30,6 +31,7 @@ audit_log = logging.getLogger("mfa_middleware.audit")
 AuditHook = Callable[[str, dict[str, Any]], None]
 
 PENDING_TTL_MS = 15 * 60 * 1000
+GRANT_TTL_MS = 10 * 60 * 1000  # how long a used backup code waits for its session (see USE_BACKUP)
 HOUR_MS = 3600 * 1000
 
 # KEYS[1] mfa, KEYS[2] backup, KEYS[3] pending; ARGV pending token, seed token, step, now, digests...
@@ -69,12 +71,20 @@ return {was, epoch}
 """,
 )
 
-# KEYS[1] mfa, KEYS[2] backup; ARGV digest. {used, remaining}: a code works once, even under concurrency.
+# KEYS[1] mfa, KEYS[2] backup, KEYS[3] grant; ARGV digest, grant TTL ms. {used, remaining}: a code works
+# once, even under concurrency. A used code also leaves a *grant* ("backup:EPOCH", short TTL) in the same
+# step: the session write that follows is in another slot and may fail (store down, failover), and without
+# the grant the code would be gone while the user is still not in. ``TwoFactor.redeem_grant`` turns it into
+# the verified session on the browser's next visit of the verify pages.
 USE_BACKUP = Script(
     "mfa_use_backup",
     """
 if redis.call('HEXISTS', KEYS[1], 'seed') == 0 then return {0, 0} end
 local used = redis.call('HDEL', KEYS[2], ARGV[1])
+if used == 1 and ARGV[2] ~= '0' then
+  local epoch = redis.call('HGET', KEYS[1], 'epoch') or '0'
+  redis.call('SET', KEYS[3], 'backup:' .. epoch, 'PX', ARGV[2])
+end
 return {used, redis.call('HLEN', KEYS[2])}
 """,
 )
@@ -364,7 +374,13 @@ class TwoFactor:
         VERIFICATIONS.labels("totp", "replayed" if replayed else "wrong").inc()
         return Outcome(False, "replayed" if replayed else "wrong", lock)
 
-    def use_backup_code(self, account_id: str, code: str, ip: str = "") -> Op[Outcome]:
+    def _grant_key(self, account_id: str, sid: str) -> str:
+        # The session id is a bearer secret: only a digest of it names the grant.
+        return self._k(account_id, "grant:" + hashlib.sha256(sid.encode()).hexdigest()[:32])
+
+    def use_backup_code(self, account_id: str, code: str, ip: str = "", sid: str = "") -> Op[Outcome]:
+        """Consume ``code``. With ``sid`` (the not-yet-verified session), the same step leaves a grant that
+        ``redeem_grant`` honours should the session write after this fail: a used code is never lost."""
         wait = yield from self._charge(account_id, ip)
         if wait:
             VERIFICATIONS.labels("backup_code", "locked").inc()
@@ -373,8 +389,9 @@ class TwoFactor:
         used, left = 0, None
         if normalized is not None:
             digest = self.backup_hasher.digest(account_id, normalized)
-            keys = (self._k(account_id, "mfa"), self._k(account_id, "backup"))
-            used, left = yield Eval(USE_BACKUP, keys, (digest,))
+            keys = (self._k(account_id, "mfa"), self._k(account_id, "backup"),
+                    self._grant_key(account_id, sid or "-"))
+            used, left = yield Eval(USE_BACKUP, keys, (digest, GRANT_TTL_MS if sid else 0))
         lock = yield from self._settle(account_id, ip, bool(used))
         VERIFICATIONS.labels("backup_code", "ok" if used else "wrong").inc()
         if not used:
@@ -382,6 +399,18 @@ class TwoFactor:
         self.audit("backup_code_used", account_id, ip=ip, remaining=left)
         return Outcome(True, remaining=int(left or 0))
 
+    def redeem_grant(self, account_id: str, sid: str, epoch: int) -> Op[str | None]:
+        """The method ("backup") of a code used by session ``sid`` whose session write failed, or None.
+
+        Not deleted here: it is usable only while the unverified session ``sid`` still exists, and the
+        rotation that verifies the session deletes that record (any store step after the rotation could
+        fail and cost the browser its new cookie, so none is added). It expires after GRANT_TTL_MS, and a
+        new epoch (disable, regenerate, sign-out-everywhere) voids it."""
+        value = yield cmd("GET", self._grant_key(account_id, sid))
+        method, _, granted_epoch = str(value or "").partition(":")
+        if not value or granted_epoch != str(epoch):
+            return None
+        return method
     # -- changes ---------------------------------------------------------------------------------
     def regenerate(self, account_id: str) -> Op[tuple[list[str], int] | None]:
         """A new set of ten codes (the old set dies in the same step) and the new session epoch."""

@@ -36,6 +36,12 @@ def dispatch(gate: Gate, ctx: Context) -> Op[Decision]:
                              link=gate.prefix + sub)
     if sub not in ("/verify", "/verify/backup") and ctx.enabled and not ctx.verified:
         return gate.redirect(f"{gate.prefix}/verify?next={gate.prefix}{sub}")
+    if ctx.enabled and not ctx.verified and ctx.session is not None:
+        # A backup code this session used while the session write after it failed (see USE_BACKUP): the
+        # user is let in now instead of having lost the code. The verify views then just redirect.
+        granted = yield from gate.twofactor.redeem_grant(ctx.account, ctx.session.sid, ctx.epoch)
+        if granted:
+            yield from gate.mark_verified(ctx, granted)
     return (yield from view(gate, ctx))
 
 
@@ -87,7 +93,8 @@ def backup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
     if not ctx.enabled or ctx.verified:
         return gate.redirect(_next(ctx))
     code = ctx.req.form.get("backup_code", "")
-    outcome = yield from gate.twofactor.use_backup_code(ctx.account, code, ctx.req.client_ip)
+    session = yield from gate.ensure_session(ctx)
+    outcome = yield from gate.twofactor.use_backup_code(ctx.account, code, ctx.req.client_ip, session.sid)
     if not outcome.ok:
         message, status = _failure(outcome.reason, outcome.retry_after)
         if outcome.reason == "wrong":

@@ -257,6 +257,11 @@ class RedisSentinelSetup:
                 "--appendonly", "yes", "--appendfsync", "always"]
         if replica_of is not None:
             args += ["--replicaof", "127.0.0.1", str(replica_of)]
+        else:
+            # Bounds the failover window (README "Sentinel: the failover window"): a primary cut off from its
+            # replica, such as the old one after a failover, refuses writes after 2 s instead of taking
+            # writes the new primary never sees.
+            args += ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "2"]
         self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(port)
 

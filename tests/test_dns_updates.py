@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ddns_update.dns_backend import RecordChange, Rfc2136Backend
+from mfa_middleware.store import StoreUnavailable
 from tests.ddns_harness import PASSWORD, Site
 from tests.dnscheck import lookup, soa_serial
 from tests.servers import KnotServer
@@ -175,3 +176,46 @@ async def test_a_stalled_dns_server_does_not_block_the_event_loop(redis_url: str
         await site.close()
     finally:
         knot.cleanup()
+
+
+async def test_store_fails_between_a_failed_push_and_its_revert_then_dns_sync_repairs(
+        redis_url: str, knot: KnotServer) -> None:
+    """service._push: the UPDATE script stored the new record, the DNS push failed, and the store went away
+    before REVERT put the old record back. The store now holds an address DNS never got; the router's
+    retries answer nochg (nothing changed *in the store*), so only `ddns-admin dns sync` brings DNS level."""
+    import base64
+
+    from ddns_update.app import build_service
+    from ddns_update.service import UpdateFacts
+    from mfa_middleware.store import Store
+    from tests.ddns_harness import AGENT, RecordingBackend, settings
+    from tests.test_interruptions import FailAfter
+
+    host = "g.example.test"
+    site = Site(redis_url, "wsgi", backend=backend(knot))
+    try:
+        site.account("alice", hosts=[host])
+        assert await site.text(f"hostname={host}&myip=192.0.2.70") == "good 192.0.2.70\n"
+        assert lookup(knot.port, host, "A") == ["192.0.2.70"]
+        # The real service, a push that fails, and a store that fails at the REVERT step.
+        service = build_service(settings(redis_url), site.keys, site.hasher, RecordingBackend(failing={host}))
+        store = Store(FailAfter(site.sync.driver, lambda s: True,
+                                lambda s: getattr(getattr(s, "script", None), "name", "") == "ddns_revert"),
+                      site.keys)
+        auth = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+        facts = UpdateFacts(f"hostname={host}&myip=192.0.2.71", auth, AGENT, "192.0.2.200")
+        with pytest.raises(StoreUnavailable):
+            store.run(service.update(facts))
+        assert isinstance(store.driver, FailAfter) and store.driver.fired
+        assert stored(site, host)[0] == "192.0.2.71" and lookup(knot.port, host, "A") == ["192.0.2.70"]
+        # The router retries: the store already has its address, so no push, and DNS stays behind.
+        assert await site.text(f"hostname={host}&myip=192.0.2.71") == "nochg 192.0.2.71\n"
+        assert lookup(knot.port, host, "A") == ["192.0.2.70"]
+        env = {"REDIS_URL": redis_url, "DDNS_DNS_BACKEND": "rfc2136", "DDNS_DNS_SERVER": knot.server,
+               "DDNS_DNS_ZONES": ",".join(ZONES), "DDNS_TSIG_NAME": knot.key_name, "DDNS_TSIG_SECRET": knot.secret}
+        r = ddns_admin("dns", "sync", "--all", env=env)
+        assert r.returncode == 0 and "synced 1 of 1 hosts in 1 account" in r.stdout, (r.stdout, r.stderr)
+        assert lookup(knot.port, host, "A") == ["192.0.2.71"] and stored(site, host)[0] == "192.0.2.71"
+        print("\npush failed + store gone before the revert: store ahead of DNS; `ddns-admin dns sync` repairs it")
+    finally:
+        await site.close()

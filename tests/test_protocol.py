@@ -6,7 +6,7 @@ import base64
 from ipaddress import IPv4Address, IPv6Address, ip_network
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ddns_update.protocol import (
@@ -495,3 +495,39 @@ def test_client_address_never_raises(peer: str | None, headers: dict[str, str]) 
 @given(st.one_of(st.none(), st.text()), st.lists(st.text(), max_size=5))
 def test_agent_allowed_never_raises(agent: str | None, blocklist: list[str]) -> None:
     assert isinstance(agent_allowed(agent, blocklist), bool)
+
+
+_query_field = st.text(alphabet=st.sampled_from("ab=&%+;é\x00 =0"), max_size=6)
+
+
+@settings(max_examples=1000)
+@given(st.one_of(
+    st.text(),
+    st.text(alphabet=st.sampled_from("a=&%+é; "), max_size=40),
+    st.lists(_query_field, max_size=120).map("&".join),  # around the field limit
+    st.binary().map(lambda b: b.decode("utf-8", errors="replace")),
+))
+def test_plain_query_fast_path_equals_parse_qsl(query: str) -> None:
+    """The fast path for queries without ``%``/``+`` answers exactly what the parse_qsl path answers."""
+    from ddns_update.protocol import _parse_plain_query, _parse_qsl_query, _parse_query
+
+    slow = _parse_qsl_query(query)
+    assert _parse_query(query) == slow
+    assert _parse_query(query.encode("utf-8", errors="surrogatepass")) == \
+        _parse_qsl_query(query.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace"))
+    if "%" not in query and "+" not in query:
+        assert _parse_plain_query(query) == slow
+
+
+@settings(max_examples=1000)
+@given(st.one_of(
+    st.text(),
+    st.text(alphabet=st.sampled_from("ab0-.x"), max_size=30),
+    st.lists(st.text(alphabet=st.sampled_from("az09-"), max_size=64), max_size=6).map(".".join),
+    st.lists(st.sampled_from(["a" * 63, "b" * 64, "xn--bcher-kva", "xn--a", "1", "-a", "a-"]), max_size=6)
+    .map(".".join),
+))
+def test_fqdn_regex_equals_label_rules(name: str) -> None:
+    from ddns_update.protocol import _is_valid_fqdn, _is_valid_fqdn_by_label
+
+    assert _is_valid_fqdn(name) == _is_valid_fqdn_by_label(name)

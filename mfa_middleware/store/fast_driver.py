@@ -28,7 +28,7 @@ from redis.connection import parse_url
 from .effects import Cmd, Eval, StoreResponseError, StoreUnavailable
 from .url import StoreSpec
 
-_UNAVAILABLE_ERRORS = ("BUSY", "LOADING", "MASTERDOWN")
+_UNAVAILABLE_ERRORS = ("BUSY", "LOADING", "MASTERDOWN", "NOREPLICAS")  # as redis_driver: fail closed
 
 
 def _response_callbacks() -> dict[str, Callable[..., Any]]:
@@ -98,6 +98,20 @@ class _Connection(asyncio.Protocol):
             self.timer = loop.call_later(self.timeout, self._check)
         return futures
 
+    def send_one(self, payload: bytes) -> asyncio.Future[Any]:
+        """``send`` for one command."""
+        if self.lost is not None or self.transport is None:
+            raise self.lost or StoreUnavailable("store connection closed")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.waiters.append((future, time.monotonic()))
+        if not self.outbox:
+            loop.call_soon(self._flush)
+        self.outbox.append(payload)
+        if self.timer is None:
+            self.timer = loop.call_later(self.timeout, self._check)
+        return future
+
     def _flush(self) -> None:
         payload, self.outbox = b"".join(self.outbox), []
         if self.transport is not None and self.lost is None:
@@ -163,7 +177,15 @@ class FastAsyncRedisDriver:
         return conn
 
     async def execute(self, step: Cmd | Eval) -> Any:
-        return (await self.execute_batch((step,)))[0]
+        # execute_batch for one step, without its lists (the update endpoint's one round trip)
+        conn = self._conn
+        if conn is None or conn.lost is not None or self._loop is not asyncio.get_running_loop():
+            conn = await self._connection()
+        command = _evalsha(step) if isinstance(step, Eval) else step.args
+        reply = await conn.send_one(hiredis.pack_command(command))
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            reply = await conn.send_one(hiredis.pack_command(_eval(step)))
+        return _result(command, reply)
 
     async def execute_batch(self, steps: tuple[Cmd | Eval, ...]) -> list[Any]:
         if not steps:
@@ -208,5 +230,6 @@ def _result(command: tuple[Any, ...], reply: Any) -> Any:
         if text.startswith(_UNAVAILABLE_ERRORS):
             raise StoreUnavailable(text)
         raise StoreResponseError(text)
-    callback = _CALLBACKS.get(str(command[0]).upper())
+    name = command[0]
+    callback = _CALLBACKS.get(name) if name in _CALLBACKS else _CALLBACKS.get(str(name).upper())
     return callback(reply) if callback is not None else reply

@@ -9,6 +9,10 @@ hash tag); a SCAN is run on every primary, since each holds only its own slots.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +24,7 @@ from redis import exceptions as rex
 from .effects import Cmd, Eval, StoreResponseError, StoreUnavailable
 from .url import StoreSpec, build_client
 
+log = logging.getLogger("mfa_middleware.store")
 _UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ClusterDownError, OSError)
 
 
@@ -31,13 +36,83 @@ def _translated() -> Iterator[None]:
     except rex.NoScriptError:
         raise
     except rex.ResponseError as exc:
-        if "BUSY" in str(exc) or "LOADING" in str(exc) or "MASTERDOWN" in str(exc):
+        # NOREPLICAS: a primary configured with min-replicas-to-write that lost its replicas (cut off, or
+        # an old primary after a Sentinel failover): fail closed like a store that is away.
+        if any(code in str(exc) for code in ("BUSY", "LOADING", "MASTERDOWN", "NOREPLICAS")):
             raise StoreUnavailable(str(exc)) from exc
         raise StoreResponseError(str(exc)) from exc
     except _UNAVAILABLE as exc:
         raise StoreUnavailable(f"store unreachable: {exc}") from exc
     except rex.RedisError as exc:
         raise StoreUnavailable(f"store error: {exc}") from exc
+
+
+# How often a Sentinel client asks the Sentinels who the primary is (one small request to one Sentinel).
+PRIMARY_CHECK_INTERVAL = 0.5
+
+
+class _PrimaryWatch:
+    """Sentinel split brain: after a failover, pooled connections opened before the switch keep talking to
+    the old primary, which still accepts writes until the Sentinels demote it (seconds later); those writes
+    are lost when it re-syncs. redis-py's SentinelConnectionPool drops its idle connections (and refuses
+    back the busy ones when they are released) once ``get_master_address()`` sees a new address, but it
+    asks only when it opens a *new* connection, which a warm pool rarely does. So ask every
+    PRIMARY_CHECK_INTERVAL: a blocking client from a daemon thread, an async client from a task started by
+    the first request after the interval (never on the request's own path). Bounded: one in flight per
+    client, errors ignored (a Sentinel outage must not fail requests that the primary can still serve)."""
+
+    def __init__(self, pool: Any, interval: float = PRIMARY_CHECK_INTERVAL) -> None:
+        self.pool, self.interval = pool, interval
+        self.stopped = threading.Event()
+        self.next_at = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    # blocking clients
+    def start_thread(self) -> None:
+        # The thread holds the pool weakly: a client dropped without close() does not keep it polling.
+        pool, self.pool = weakref.ref(self.pool), None
+        threading.Thread(target=self._loop, args=(pool, self.stopped, self.interval),
+                         name="sentinel-primary-watch", daemon=True).start()
+
+    @staticmethod
+    def _loop(ref: weakref.ref[Any], stopped: threading.Event, interval: float) -> None:
+        while not stopped.wait(interval):
+            pool = ref()
+            if pool is None:
+                return
+            try:
+                pool.get_master_address()
+            except Exception:  # no Sentinel answered: the next round asks again
+                log.debug("sentinel primary check failed", exc_info=True)
+            del pool
+
+    # async clients
+    def poke(self) -> None:
+        now = time.monotonic()
+        if now < self.next_at or (self.task is not None and not self.task.done()) or self.stopped.is_set():
+            return
+        self.next_at = now + self.interval
+        self.task = asyncio.get_running_loop().create_task(self._check_async())
+
+    async def _check_async(self) -> None:
+        try:
+            address = tuple(await self.pool.get_master_address())
+            # The async pool, unlike the blocking one, takes back a connection that was busy while the
+            # address changed without asking whether it still points at the primary: drop such idle ones.
+            for conn in list(getattr(self.pool, "_available_connections", ())):
+                if getattr(conn, "is_connected", False) and (conn.host, conn.port) != address:
+                    await conn.disconnect()
+        except Exception:  # as above: a failed check must never fail a request
+            log.debug("sentinel primary check failed", exc_info=True)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.task is not None:
+            self.task.cancel()
+
+
+def _watch(client: Any, spec: StoreSpec) -> _PrimaryWatch | None:
+    return _PrimaryWatch(client.connection_pool) if spec.kind == "sentinel" else None
 
 
 def _evalsha_args(step: Eval) -> tuple[Any, ...]:
@@ -69,6 +144,9 @@ class RedisDriver:
     def __init__(self, spec: StoreSpec, client: Any = None) -> None:
         self.client = client if client is not None else build_client(spec, redis)
         self.cluster = spec.kind == "cluster"
+        self.watch = _watch(self.client, spec)
+        if self.watch is not None:
+            self.watch.start_thread()
 
     def execute(self, step: Cmd | Eval) -> Any:
         with _translated():
@@ -101,6 +179,8 @@ class RedisDriver:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
         self.client.close()
 
 
@@ -110,8 +190,11 @@ class AsyncRedisDriver:
     def __init__(self, spec: StoreSpec, client: Any = None) -> None:
         self.client = client if client is not None else build_client(spec, redis.asyncio)
         self.cluster = spec.kind == "cluster"
+        self.watch = _watch(self.client, spec)
 
     async def execute(self, step: Cmd | Eval) -> Any:
+        if self.watch is not None:
+            self.watch.poke()
         with _translated():
             if isinstance(step, Cmd):
                 scan = _scan_args(step) if self.cluster else None
@@ -125,6 +208,8 @@ class AsyncRedisDriver:
                 return await self.client.eval(*_eval_args(step))
 
     async def execute_batch(self, steps: tuple[Cmd | Eval, ...]) -> list[Any]:
+        if self.watch is not None:
+            self.watch.poke()
         if self.cluster and any(isinstance(s, Eval) for s in steps):
             # redis-py's cluster pipeline refuses EVALSHA: send them side by side, still one round trip's wait.
             return list(await asyncio.gather(*(self.execute(s) for s in steps)))
@@ -143,4 +228,6 @@ class AsyncRedisDriver:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
         await self.client.aclose()
