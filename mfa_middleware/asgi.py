@@ -55,18 +55,22 @@ class MFAMiddleware:
         self.store = store or open_async_store(url)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
         identity = self.identity(scope)
-        if inspect.isawaitable(identity):
-            identity = await identity
-        identity = str(identity) if identity else None
-        if scope["type"] == "http":
+        if type(identity) is not str:  # the common hook returns a str: skip the awaitable check then
+            if inspect.isawaitable(identity):
+                identity = await identity
+            identity = str(identity) if identity else None
+        elif not identity:
+            identity = None
+        if kind == "http":
             quick = self.gate.quick(scope["path"], identity, _header(scope, b"cookie"), scope.get("scheme") == "https")
             if quick is not None:
                 scope["mfa"] = quick.mfa
-                await self.app(scope, receive, _with_cookies(send, quick))
+                await self.app(scope, receive, _with_cookies(send, quick) if quick.cookies else send)
                 return
         req = await self._request(scope, receive, identity)
         try:

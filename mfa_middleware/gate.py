@@ -57,7 +57,7 @@ class Request:
         return html_at < 0 or accept.find("application/json") < html_at
 
 
-@dataclass
+@dataclass(slots=True)
 class Pass:
     """Let the request through to the app."""
 
@@ -186,16 +186,24 @@ class Gate:
         self.pages = Pages(template_dirs)
         self.issuer = issuer
         self.epochs = EpochCache(ttl=revocation_ttl)
+        # Precomputed for the per-request checks (``owns``, ``is_exempt``, ``quick``).
+        self._owned_prefix = self.prefix + "/"
+        self._exempt_exact = frozenset(self.exempt)
+        self._exempt_prefixes = tuple(p.rstrip("/") + "/" for p in self.exempt)
+        self._session_cookie = {False: cookie_name(SESSION_COOKIE, False), True: cookie_name(SESSION_COOKIE, True)}
+        # The gate cookie's value by the exact Cookie header it came in (a browser sends the same header
+        # request after request): a pure function of the header, so caching it cannot change a decision.
+        self._cookie_memo: tuple[dict[str, str | None], dict[str, str | None]] = ({}, {})  # by https
         # What the authenticator app and the codes sheet call the account when the identity is an opaque id
         # (Django's user pk): called off the event loop, since it may query the host app's database.
         self.account_label = account_label
 
     # -- what the adapters ask -------------------------------------------------------------------
     def is_exempt(self, path: str) -> bool:
-        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.exempt)
+        return path in self._exempt_exact or path.startswith(self._exempt_prefixes)
 
     def owns(self, path: str) -> bool:
-        return path == self.prefix or path.startswith(self.prefix + "/")
+        return path == self.prefix or path.startswith(self._owned_prefix)
 
     def wants_body(self, method: str, path: str) -> bool:
         return method == "POST" and self.owns(path)
@@ -205,30 +213,57 @@ class Gate:
 
         Exempt paths, anonymous requests without a gate cookie, and requests whose signed ticket matches
         the identity and the account's epoch as this instance learned it less than a second ago.
+        This runs on every request, so it is written for speed (see ``bench/profile_gate.py``).
         """
-        if self.owns(path):
+        if path == self.prefix or path.startswith(self._owned_prefix):
             return None
-        if self.is_exempt(path):
+        if path in self._exempt_exact or (self._exempt_prefixes and path.startswith(self._exempt_prefixes)):
             return Pass({"exempt": True, "verified": False, "verified_at": None})
-        raw = cookie_value(cookie_header, cookie_name(SESSION_COOKIE, https))
+        raw = self._gate_cookie(cookie_header, https) if cookie_header else None
         if identity is None:
             return None if raw else Pass({"account": None, "enabled": False, "verified": False, "verified_at": None})
         known = self.epochs.get(identity)
         if known is None:
             return None
         epoch, enabled = known
-        ticket = self.sessions.loads(raw) if raw else None
-        if ticket is not None and (ticket.account != identity or ticket.epoch != epoch):
+        sessions = self.sessions
+        ticket = sessions.signed(raw) if raw else None
+        now = sessions.clock()
+        if ticket is not None and (now >= ticket.created + sessions.absolute_timeout
+                                   or now >= ticket.seen + sessions.idle_timeout):
+            ticket = None  # timed out: as if absent (``Sessions.loads``)
+        if ticket is None:
+            if enabled or self.policy == "required":
+                return None
+            return Pass({"account": identity, "enabled": False, "verified": False, "verified_at": None,
+                         "method": None})
+        if ticket.account != identity or ticket.epoch != epoch:
             return None  # another user's or a revoked session: let handle() clear it
-        if enabled and (ticket is None or not ticket.verified_at):
+        verified_at = ticket.verified_at
+        if not enabled:
+            if self.policy == "required":
+                return None
+        elif not verified_at:
             return None
-        if not enabled and self.policy == "required":
-            return None
-        facts = {"account": identity, "enabled": enabled, "verified": bool(ticket and ticket.verified_at),
-                 "verified_at": float(ticket.verified_at) if ticket and ticket.verified_at else None,
-                 "method": ticket.method if ticket and ticket.verified_at else None}
-        cookies = [self.refreshed_cookie(ticket, https)] if ticket and self.sessions.stale(ticket) else []
-        return Pass(facts, cookies)
+        facts = {"account": identity, "enabled": enabled, "verified": bool(verified_at),
+                 "verified_at": float(verified_at) if verified_at else None,
+                 "method": ticket.method if verified_at else None}
+        if now - ticket.seen >= sessions.refresh_after:  # ``Sessions.stale``
+            return Pass(facts, [self.refreshed_cookie(ticket, https)])
+        return Pass(facts, [])
+
+    def _gate_cookie(self, header: str, https: bool) -> str | None:
+        memo = self._cookie_memo[https]
+        try:
+            return memo[header]
+        except KeyError:
+            pass
+        value = cookie_value(header, self._session_cookie[https])
+        if len(header) <= 4096:
+            if len(memo) >= 10_000:
+                memo.clear()
+            memo[header] = value
+        return value
 
     def refreshed_cookie(self, ticket: Ticket, https: bool) -> str:
         session = GateSession(ticket.sid, ticket.account, ticket.epoch, float(ticket.created), "",

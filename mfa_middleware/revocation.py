@@ -3,7 +3,15 @@
 Disable, regenerate and "sign out everywhere" bump the account's session epoch in the store; a
 session ticket issued under an older epoch is dead. Instances keep the epoch (and whether 2FA is on)
 for ``ttl`` (default 1 s) so that a verified request needs no store round trip, and every instance
-learns a revocation within ``ttl``.
+learns a revocation within ``ttl``: an entry is never used once it is ``ttl`` old.
+
+Single-flight refresh: once an entry is ``refresh_at`` (80 %) of ``ttl`` old, the *first* request to
+see it is told to ask the store (``get`` returns None to it, which sends it down the gate's slow path,
+whose answer ``put``s a fresh entry); every other request keeps using the still-valid entry meanwhile.
+Without this, every request in flight when the entry expired took the slow path at once — at 32
+concurrent connections a herd of ~32 store lookups (and ~64 Redis commands) per account per second.
+If the refresh has not landed by the time the entry is ``ttl`` old (a slow store), the entry is simply
+expired, as before: the bound on revocation never stretches.
 """
 
 from __future__ import annotations
@@ -13,26 +21,48 @@ import time
 from collections.abc import Callable
 
 
+class _Entry:
+    __slots__ = ("claimed", "enabled", "epoch", "learned")
+
+    def __init__(self, epoch: int, enabled: bool, learned: float) -> None:
+        self.epoch = epoch
+        self.enabled = enabled
+        self.learned = learned
+        self.claimed = float("-inf")  # when a refresh was last handed out
+
+
 class EpochCache:
     def __init__(self, ttl: float = 1.0, max_entries: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, refresh_at: float = 0.8) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self.clock = clock
-        self._entries: dict[str, tuple[int, bool, float]] = {}
+        self.soft_ttl = ttl * refresh_at
+        self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()  # WSGI servers call from many threads
 
     def get(self, account: str) -> tuple[int, bool] | None:
         entry = self._entries.get(account)
-        if entry is None or self.clock() - entry[2] > self.ttl:
+        if entry is None:
             return None
-        return entry[0], entry[1]
+        age = self.clock() - entry.learned
+        if age > self.soft_ttl:
+            if age > self.ttl:
+                return None
+            with self._lock:
+                # One refresh per entry at a time; one whose caller never came back (an error, a
+                # cancelled request) is handed out again after a tenth of the ttl.
+                now = self.clock()
+                if now - entry.claimed > self.ttl / 10:
+                    entry.claimed = now
+                    return None
+        return entry.epoch, entry.enabled
 
     def put(self, account: str, epoch: int, enabled: bool) -> None:
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._evict()
-            self._entries[account] = (epoch, enabled, self.clock())
+            self._entries[account] = _Entry(epoch, enabled, self.clock())
 
     def forget(self, account: str) -> None:
         with self._lock:
@@ -40,6 +70,6 @@ class EpochCache:
 
     def _evict(self) -> None:
         now = self.clock()
-        fresh = {a: e for a, e in self._entries.items() if now - e[2] <= self.ttl}
+        fresh = {a: e for a, e in self._entries.items() if now - e.learned <= self.ttl}
         # Everything fresh may still be too much: then start over (a cold second, not unbounded memory).
         self._entries = fresh if len(fresh) < self.max_entries else {}
