@@ -1,0 +1,79 @@
+"""The lean async driver (plain redis://) against real redis-servers: auth, database number, bad password,
+a hung server (timeout drops the connection, the next command reconnects), a restarted server."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from mfa_middleware.store import Op, StoreUnavailable, cmd, open_async_store
+from mfa_middleware.store.fast_driver import FastAsyncRedisDriver
+from tests.servers import RedisServer
+
+
+def set_then_get(key: str, value: str) -> Op[Any]:
+    yield cmd("SET", key, value)
+    return (yield cmd("GET", key))
+
+
+async def test_password_and_database_number() -> None:
+    server = RedisServer("--requirepass", "s3cret").start()
+    try:
+        for url, db in ((f"redis://:s3cret@127.0.0.1:{server.port}/3", 3),
+                        (f"redis://default:s3cret@127.0.0.1:{server.port}/2", 2)):
+            store = open_async_store(url)
+            assert isinstance(store.driver, FastAsyncRedisDriver)
+            assert await store.run(set_then_get("k", f"db{db}")) == f"db{db}"
+            await store.close()
+            assert redis.Redis(port=server.port, password="s3cret", db=db).get("k") == f"db{db}".encode()
+        wrong = open_async_store(f"redis://:wrong@127.0.0.1:{server.port}/0")
+        with pytest.raises(StoreUnavailable):
+            await wrong.run(set_then_get("k", "v"))
+        await wrong.close()
+    finally:
+        server.cleanup()
+
+
+async def test_hung_server_times_out_then_recovers() -> None:
+    server = RedisServer().start()
+    try:
+        store = open_async_store(server.url + "?socket_timeout=0.5")
+        assert await store.run(set_then_get("k", "1")) == "1"
+        server.signal(signal.SIGSTOP)
+        started = time.monotonic()
+        results = await asyncio.gather(*(store.run(set_then_get(f"k{i}", "x")) for i in range(20)),
+                                       return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in results)
+        assert time.monotonic() - started < 2.0  # bounded by the timeout, not piled up
+        server.signal(signal.SIGCONT)
+        assert await store.run(set_then_get("k", "2")) == "2"  # a new connection
+        await store.close()
+    finally:
+        server.cleanup()
+
+
+async def test_restarted_server() -> None:
+    server = RedisServer().start()
+    try:
+        store = open_async_store(server.url)
+        assert await store.run(set_then_get("k", "1")) == "1"
+        server.kill()
+        with pytest.raises(StoreUnavailable):
+            await store.run(set_then_get("k", "2"))
+        server.start()
+        for _ in range(50):  # the first command after the restart may still find the dead connection
+            try:
+                assert await store.run(set_then_get("k", "3")) == "3"
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("never reconnected")
+        await store.close()
+    finally:
+        server.cleanup()
