@@ -19,7 +19,7 @@ from mfa_middleware.gate import Gate
 from mfa_middleware.passwords import FAST, PasswordHasher
 from mfa_middleware.store import Store, open_store
 from mfa_middleware.totp import TotpParams, code_at, current_step
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, stop_process, wait_for_port
 
 SECRET, ENC = "reliability-secret-key-0123456789", "reliability-encryption-key-012345"
 PASSWORD = "user-password-123"
@@ -57,14 +57,8 @@ class App:
 
     def stop(self) -> str:
         """Stop the process; its log (the tests assert it holds no traceback)."""
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        stop_process(self.proc, timeout=10)
+        self.proc = None
         return self.log.read_text() if self.log.exists() else ""
 
 

@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -28,6 +29,21 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(*procs: subprocess.Popen[Any] | None, timeout: float = 5) -> None:
+    """Ask servers to exit (all at once, waking any a test froze), and kill those that will not."""
+    running = [p for p in procs if p is not None]
+    for proc in running:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+    for proc in running:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class RedisServer:
@@ -65,15 +81,8 @@ class RedisServer:
             self.proc = None
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
 
     def cleanup(self) -> None:
         self.stop()
@@ -150,14 +159,8 @@ zone:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
 
     def cleanup(self) -> None:
         self.stop()
@@ -218,14 +221,7 @@ class RedisCluster:
         raise RuntimeError("the cluster did not reach cluster_state:ok")
 
     def cleanup(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(*self.procs)
         self.procs = []
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -326,13 +322,6 @@ class RedisSentinelSetup:
         raise RuntimeError("the Sentinel setup did not settle in time")
 
     def cleanup(self) -> None:
-        for proc in self.procs.values():
-            proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(*self.procs.values())
         self.procs = {}
         shutil.rmtree(self.dir, ignore_errors=True)

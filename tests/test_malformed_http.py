@@ -26,7 +26,7 @@ import pytest
 
 from tests.fuzz.http import Target, blast, requests_for
 from tests.gate_harness import csrf_of, key_of
-from tests.servers import RedisServer, free_port, wait_for_port
+from tests.servers import RedisServer, free_port, stop_process, wait_for_port
 
 REQUESTS = int(os.environ.get("HTTP_FUZZ_REQUESTS", "5000"))
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
@@ -43,12 +43,7 @@ class Server:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> str:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout=10)
         return self.output()
 
 
