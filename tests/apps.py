@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,3 +138,30 @@ class Browser:
 def update(client: httpx.Client, user: str, host: str, ip: str, password: str = PASSWORD) -> httpx.Response:
     return client.get("/nic/update", params={"hostname": host, "myip": ip}, auth=(user, password),
                       headers={"user-agent": AGENT})
+
+
+@dataclass
+class DemoRun:
+    """A demo started as ``python -m MODULE`` on a free port with the embedded store (``make run``)."""
+
+    url: str
+    port: int
+    stdout: str = ""
+
+
+@contextmanager
+def run_demo(module: str) -> Iterator[DemoRun]:
+    port = free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "DEMO_SEED": "1"}
+    for name in ("REDIS_URL", "MFA_SECRET_KEY", "MFA_ENCRYPTION_KEY"):
+        env.pop(name, None)
+    proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run = DemoRun(f"http://127.0.0.1:{port}", port)
+    try:
+        wait_for_port(port, timeout=30)
+        yield run
+    finally:
+        proc.terminate()
+        run.stdout, err = proc.communicate(timeout=10)
+        assert "Traceback" not in err, err

@@ -46,7 +46,22 @@ def stop_process(*procs: subprocess.Popen[Any] | None, timeout: float = 5) -> No
             proc.wait()
 
 
-class RedisServer:
+class _Server:
+    """A server process with its own temp dir: ``stop`` it (it may be started again), ``cleanup`` for good."""
+
+    proc: subprocess.Popen[bytes] | None
+    dir: Path
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisServer(_Server):
     """A real ``redis-server``; ``kill()``/``start()`` let fault tests restart it on the same port."""
 
     def __init__(self, *extra: str) -> None:
@@ -80,16 +95,9 @@ class RedisServer:
             self.proc.wait()
             self.proc = None
 
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class KnotServer:
+class KnotServer(_Server):
     """A real Knot DNS primary for ``zones``, accepting TSIG-signed updates for one key."""
 
     def __init__(self, zones: tuple[str, ...] = ("example.test",), key_name: str = "ddns-test") -> None:
@@ -158,13 +166,6 @@ zone:
         wait_for_port(self.port)
         return self
 
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class RedisCluster:

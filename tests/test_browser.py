@@ -7,9 +7,6 @@ Screenshots of every step land in ``test-artifacts/browser/`` (not committed) fo
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.servers import free_port, wait_for_port
+from tests.apps import run_demo
 from tests.test_peers_totp_qr import oathtool, scan_png
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
@@ -37,30 +34,19 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
-def run_demo(module: str) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "DEMO_SEED": "1"}
-    for name in ("REDIS_URL", "MFA_SECRET_KEY", "MFA_ENCRYPTION_KEY"):
-        env.pop(name, None)
-    proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=10)
-        assert "Traceback" not in err, err
+def demo_url(module: str) -> Iterator[str]:
+    with run_demo(module) as run:
+        yield run.url
 
 
 @pytest.fixture(scope="module")
 def starlette_demo() -> Iterator[str]:
-    yield from run_demo("examples.demo")
+    yield from demo_url("examples.demo")
 
 
 @pytest.fixture(scope="module")
 def flask_demo() -> Iterator[str]:
-    yield from run_demo("examples.flask_demo")
+    yield from demo_url("examples.flask_demo")
 
 
 class Walk:

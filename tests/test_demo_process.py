@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.servers import free_port, wait_for_port
+from tests.apps import run_demo
 
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
-    for name in ("REDIS_URL", "MFA_SECRET_KEY", "MFA_ENCRYPTION_KEY"):
-        env.pop(name, None)
-    proc = subprocess.Popen([sys.executable, "-m", "examples.demo"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=10)
-        assert "Traceback" not in err, err
-        assert f"http://127.0.0.1:{port}/" in out and "demo / demo-password" in out
+    with run_demo("examples.demo") as run:
+        yield run.url
+    assert f"http://127.0.0.1:{run.port}/" in run.stdout and "demo / demo-password" in run.stdout
 
 
 def test_demo_serves_login_and_logs_in(demo: str) -> None:
