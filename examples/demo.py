@@ -56,15 +56,20 @@ def csrf_ok(request: Request, submitted: Any) -> bool:
     return bool(expected) and isinstance(submitted, str) and constant_time_equals(expected, submitted)
 
 
-def login_form(request: Request, error: str = "", status: int = 200) -> HTMLResponse:
-    nxt = html.escape(request.query_params.get("next", "/"))
+def login_body(action: str, csrf_field: str, csrf_value: str, error: str = "") -> str:
+    """The demos' login form (every framework's demo renders this one): fields ``username``, ``password``."""
     err = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return page("Log in", f"""<h1>Log in</h1>{err}
-<form method="post" action="/login?next={nxt}">
-<input type="hidden" name="csrf_token" value="{csrf_token(request)}">
+    return f"""<h1>Log in</h1>{err}
+<form method="post" action="{html.escape(action)}">
+<input type="hidden" name="{csrf_field}" value="{html.escape(csrf_value)}">
 <label>Username<input name="username" autocomplete="username" required autofocus></label>
 <label>Password<input name="password" type="password" autocomplete="current-password" required></label>
-<button type="submit">Log in</button></form>""", status)
+<button type="submit">Log in</button></form>"""
+
+
+def login_form(request: Request, error: str = "", status: int = 200) -> HTMLResponse:
+    action = "/login?next=" + request.query_params.get("next", "/")
+    return page("Log in", login_body(action, "csrf_token", csrf_token(request), error), status)
 
 
 def safe_next(target: str | None) -> str:

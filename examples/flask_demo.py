@@ -25,7 +25,7 @@ from mfa_middleware.passwords import OWASP, Argon2Profile, PasswordHasher
 from mfa_middleware.store import MemoryStore, Store, open_store
 from mfa_middleware.wsgi import MFAWsgiMiddleware
 
-from .demo import DEMO_HOST, DEMO_PASSWORD, DEMO_USER, PAGE, safe_next, start
+from .demo import DEMO_HOST, DEMO_PASSWORD, DEMO_USER, PAGE, login_body, safe_next, start
 
 log = logging.getLogger("examples.flask_demo")
 
@@ -41,14 +41,8 @@ def _csrf() -> str:
 
 
 def _login_form(error: str = "", status: int = 200) -> tuple[str, int]:
-    nxt = html.escape(request.args.get("next", "/"))
-    err = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return _page("Log in", f"""<h1>Log in</h1>{err}
-<form method="post" action="/login?next={nxt}">
-<input type="hidden" name="csrf_token" value="{_csrf()}">
-<label>Username<input name="username" autocomplete="username" required autofocus></label>
-<label>Password<input name="password" type="password" autocomplete="current-password" required></label>
-<button type="submit">Log in</button></form>""", status)
+    action = "/login?next=" + request.args.get("next", "/")
+    return _page("Log in", login_body(action, "csrf_token", _csrf(), error), status)
 
 
 def mount(default: Any, apps: dict[str, Any]) -> Any:

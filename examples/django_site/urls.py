@@ -13,7 +13,7 @@ from django.urls import path
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from examples.demo import PAGE
+from examples.demo import PAGE, login_body
 
 
 def _page(title: str, body: str, status: int = 200) -> HttpResponse:
@@ -42,13 +42,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
             login(request, user)  # Django rotates its session key here
             return HttpResponseRedirect(_next(request), status=303)
         error, status = "Wrong username or password.", 401
-    err = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return _page("Log in", f"""<h1>Log in</h1>{err}
-<form method="post" action="/login/?next={html.escape(_next(request))}">
-<input type="hidden" name="csrfmiddlewaretoken" value="{get_token(request)}">
-<label>Username<input name="username" autocomplete="username" required autofocus></label>
-<label>Password<input name="password" type="password" autocomplete="current-password" required></label>
-<button type="submit">Log in</button></form>""", status)
+    body = login_body("/login/?next=" + _next(request), "csrfmiddlewaretoken", get_token(request), error)
+    return _page("Log in", body, status)
 
 
 @require_POST
