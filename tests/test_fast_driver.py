@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+import uvloop
 
 from mfa_middleware.store import Op, StoreUnavailable, cmd, open_async_store
 from mfa_middleware.store.fast_driver import FastAsyncRedisDriver
@@ -75,5 +76,27 @@ async def test_restarted_server() -> None:
         else:
             raise AssertionError("never reconnected")
         await store.close()
+    finally:
+        server.cleanup()
+
+
+def test_on_uvloop() -> None:
+    """uvicorn picks uvloop when it is installed (uvicorn[standard]); its transports are not asyncio.Transport
+    subclasses, and the driver once refused them (every update answered 911)."""
+    server = RedisServer().start()
+
+    async def scenario() -> list[str]:
+        store = open_async_store(server.url)
+        assert isinstance(store.driver, FastAsyncRedisDriver)
+        try:
+            # concurrent callers share the one pipelined connection
+            return list(await asyncio.gather(*(store.run(set_then_get(f"k{i}", str(i))) for i in range(50))))
+        finally:
+            await store.close()
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            assert runner.get_loop().__class__.__module__.startswith("uvloop")
+            assert runner.run(scenario()) == [str(i) for i in range(50)]
     finally:
         server.cleanup()

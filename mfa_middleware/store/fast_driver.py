@@ -19,7 +19,7 @@ import asyncio
 import collections
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis.asyncio
@@ -50,8 +50,9 @@ class _Connection(asyncio.Protocol):
         self.outbox: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, but not always an ``asyncio.Transport`` instance: uvloop's TCPTransport
+        # implements the interface without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
