@@ -12,6 +12,8 @@ import pytest
 
 from mfa_middleware.store import AsyncStore, Keys, MemoryStore, Op, Store, open_async_store, open_store, scripts
 from mfa_middleware.store.effects import Eval, Offload, Script, StoreResponseError, batch, cmd
+from mfa_middleware.store.redis_driver import AsyncRedisDriver
+from mfa_middleware.store.url import parse_store_url
 
 
 class Runner:
@@ -34,16 +36,19 @@ class Runner:
             return list(pool.map(lambda _: store.run(make()), range(n)))
 
 
-DRIVERS = ["memory-sync", "memory-async", "redis-sync", "redis-async"]
+# redis-async is the lean driver (plain redis://); redispy-async is redis-py's asyncio client, which the
+# store uses for TLS, unix sockets, Sentinel and Cluster.
+DRIVERS = ["memory-sync", "memory-async", "redis-sync", "redis-async", "redispy-async"]
 
 
 @pytest.fixture(params=DRIVERS)
 async def runner(request: pytest.FixtureRequest) -> AsyncIterator[Runner]:
     kind, mode = request.param.split("-")
-    url = request.getfixturevalue("redis_url") if kind == "redis" else None
+    url = request.getfixturevalue("redis_url") if kind.startswith("redis") else None
     memory = MemoryStore()
     store: Store | AsyncStore = (
         open_store(url, prefix="t", memory=memory) if mode == "sync"
+        else AsyncStore(AsyncRedisDriver(parse_store_url(url)), Keys("t")) if kind == "redispy"
         else open_async_store(url, prefix="t", memory=memory)
     )
     yield Runner(store)
@@ -121,6 +126,22 @@ async def test_batch_and_offload(runner: Runner) -> None:
 
     results, doubled = await runner.run(op())
     assert results[0] is True and results[1] == 2 and results[2][0] == 2 and doubled == 4
+
+
+async def test_batch_meeting_an_empty_script_cache_runs_each_step_once(runner: Runner) -> None:
+    """A server that lost its script cache (restart, failover, or another process's SCRIPT LOAD landing in the
+    middle of a batch) refuses EVALSHA with NOSCRIPT: only those steps run again, never the whole batch."""
+    unique = str(time.time_ns())  # in the source too: a digest no server has cached
+    fresh = Script("fresh-" + unique, f"-- {unique}\nreturn redis.call('INCR', KEYS[1])")
+
+    def op() -> Op[Any]:
+        return (yield batch([cmd("INCR", "t:once"), Eval(fresh, ("t:script",)), cmd("INCR", "t:once")]))
+
+    assert await runner.run(op()) == [1, 1, 2]
+    assert await runner.run(one("GET", "t:once")) == "2"
+    assert await runner.run(one("GET", "t:script")) == "1"
+    # and the script is cached now: the next batch takes the EVALSHA path
+    assert await runner.run(op()) == [3, 2, 4]
 
 
 async def test_script_errors_are_store_errors(runner: Runner) -> None:

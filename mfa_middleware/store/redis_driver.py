@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -131,11 +131,38 @@ def _scan_args(step: Cmd) -> dict[str, Any] | None:
     return {"match": opts.get("MATCH"), "count": int(opts["COUNT"]) if "COUNT" in opts else None}
 
 
-def _queue(pipe: Any, step: Cmd | Eval) -> None:
-    if isinstance(step, Eval):
-        pipe.evalsha(*_evalsha_args(step))
-    else:
-        pipe.execute_command(*step.args)
+def _pipeline(client: Any, steps: Sequence[Cmd | Eval], *, full: bool = False) -> Any:
+    """A non-transactional pipeline of ``steps``; ``full`` sends scripts by source (EVAL), not by digest."""
+    pipe = client.pipeline(transaction=False)
+    for step in steps:
+        if isinstance(step, Cmd):
+            pipe.execute_command(*step.args)
+        elif full:
+            pipe.eval(*_eval_args(step))
+        else:
+            pipe.evalsha(*_evalsha_args(step))
+    return pipe
+
+
+# A batch's replies are read with raise_on_error=False: when the server lost its script cache (a restart,
+# a failover, or another process's SCRIPT LOAD landing mid-batch) only the steps it refused with NOSCRIPT
+# run again, by source. Re-sending the whole batch would run its other steps twice (a batch is not
+# idempotent: SET NX, HINCRBY, a script that creates something).
+def _missing_scripts(replies: list[Any]) -> list[int]:
+    return [i for i, reply in enumerate(replies) if isinstance(reply, rex.NoScriptError)]
+
+
+def _fill(replies: list[Any], positions: list[int], retried: list[Any]) -> None:
+    for i, reply in zip(positions, retried, strict=True):
+        replies[i] = reply
+
+
+def _raise_first(replies: list[Any]) -> list[Any]:
+    """The replies, or the first error among them raised (as ``pipe.execute()`` would)."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 class RedisDriver:
@@ -165,18 +192,12 @@ class RedisDriver:
             # redis-py's cluster pipeline refuses EVALSHA: one command each (a batch is not a transaction).
             return [self.execute(s) for s in steps]
         with _translated():
-            for attempt in range(2):
-                pipe = self.client.pipeline(transaction=False)
-                for step in steps:
-                    _queue(pipe, step)
-                try:
-                    return list(pipe.execute())
-                except rex.NoScriptError:
-                    if attempt:
-                        raise
-                    for script in {s.script for s in steps if isinstance(s, Eval)}:
-                        self.client.script_load(script.source)
-        raise AssertionError("unreachable")  # pragma: no cover
+            replies = list(_pipeline(self.client, steps).execute(raise_on_error=False))
+            missing = _missing_scripts(replies)
+            if missing:
+                retry = _pipeline(self.client, [steps[i] for i in missing], full=True).execute(raise_on_error=False)
+                _fill(replies, missing, retry)
+            return _raise_first(replies)
 
     def close(self) -> None:
         if self.watch is not None:
@@ -214,18 +235,12 @@ class AsyncRedisDriver:
             # redis-py's cluster pipeline refuses EVALSHA: send them side by side, still one round trip's wait.
             return list(await asyncio.gather(*(self.execute(s) for s in steps)))
         with _translated():
-            for attempt in range(2):
-                pipe = self.client.pipeline(transaction=False)
-                for step in steps:
-                    _queue(pipe, step)
-                try:
-                    return list(await pipe.execute())
-                except rex.NoScriptError:
-                    if attempt:
-                        raise
-                    for script in {s.script for s in steps if isinstance(s, Eval)}:
-                        await self.client.script_load(script.source)
-        raise AssertionError("unreachable")  # pragma: no cover
+            replies = list(await _pipeline(self.client, steps).execute(raise_on_error=False))
+            missing = _missing_scripts(replies)
+            if missing:
+                pipe = _pipeline(self.client, [steps[i] for i in missing], full=True)
+                _fill(replies, missing, await pipe.execute(raise_on_error=False))
+            return _raise_first(replies)
 
     async def close(self) -> None:
         if self.watch is not None:
