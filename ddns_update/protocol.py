@@ -16,9 +16,9 @@ import ipaddress
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import NamedTuple
 
 __all__ = [
     "MAX_HOSTS",
@@ -106,6 +106,7 @@ def normalize_hostname(raw: str) -> str | None:
 
 
 _PLAIN_FQDN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_PLAIN_FQDN_DOT = re.compile(_PLAIN_FQDN.pattern + r"\.?")  # as sent: the root dot allowed
 
 
 def _is_valid_fqdn(name: str) -> bool:
@@ -143,8 +144,7 @@ def _is_valid_a_label(label: str) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class Requested:
+class Requested(NamedTuple):  # a tuple: one per requested host on every update
     """One item of the `hostname` list, in request order.
 
     `token` is what the client sent (stripped, lower-cased), so a group name can
@@ -158,6 +158,9 @@ class Requested:
 
 def parse_hostnames(raw: str | None) -> tuple[list[Requested], Answer | None]:
     """Split the comma-separated `hostname` parameter; `numhost` when over the limit."""
+    if raw and "," not in raw:  # one host, what nearly every router sends
+        token = raw.strip().lower()
+        return ([Requested(token, _token_fqdn(token))] if token else []), None
     tokens = [item.strip().lower() for item in (raw or "").split(",")]
     tokens = [token for token in tokens if token]
     if len(tokens) > MAX_HOSTS:
@@ -167,6 +170,11 @@ def parse_hostnames(raw: str | None) -> tuple[list[Requested], Answer | None]:
 
 
 def _token_fqdn(token: str) -> str | None:
+    if _PLAIN_FQDN_DOT.fullmatch(token) is not None and "xn--" not in token:
+        # The common case in one regex (what normalize_hostname would conclude: lower-case ASCII labels,
+        # no A-label to decode); only the length and an all-numeric last label are left to check.
+        name = token.removesuffix(".")
+        return name if len(name) <= MAX_HOSTNAME_LENGTH and not name.rpartition(".")[2].isdigit() else None
     # Checked here as well so that IDNA mapping can never launder such a token.
     if len(token) > MAX_HOSTNAME_LENGTH or _CONTROL.search(token):
         return None
@@ -217,6 +225,9 @@ def parse_ip_params(myip: str | None, myipv6: str | None) -> tuple[IPv4Address |
 
 
 def _split_myip(myip: str | None) -> tuple[IPv4Address | None, IPv6Address | None]:
+    if myip and "," not in myip:  # one address, the usual case
+        address = parse_ip(myip)
+        return (address, None) if isinstance(address, IPv4Address) else (None, address)
     parts = [part for part in (myip or "").split(",") if part.strip()]
     if len(parts) > 2:
         return None, None  # not one address per family: we cannot tell which is meant
@@ -235,8 +246,7 @@ def parse_offline(value: str | None) -> bool | None:
 # --------------------------------------------------------------------------- request
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateRequest:
+class UpdateRequest(NamedTuple):  # a tuple: built on every update
     """What a `/nic/update` query asks for, after parsing.
 
     `error` is an answer due before any credential or host is looked at (numhost).

@@ -100,3 +100,28 @@ def test_on_uvloop() -> None:
             assert runner.run(scenario()) == [str(i) for i in range(50)]
     finally:
         server.cleanup()
+
+
+async def test_writes_at_once_when_idle_and_coalesces_while_busy() -> None:
+    """A command to an idle connection leaves at once (Redis starts while we parse the next request); while
+    replies are outstanding, commands queue and leave together at the end of the loop iteration."""
+    import hiredis
+
+    server = RedisServer().start()
+    try:
+        store = open_async_store(server.url)
+        driver = store.driver
+        assert isinstance(driver, FastAsyncRedisDriver)
+        assert await store.run(set_then_get("k", "1")) == "1"  # connected
+        conn = driver._conn
+        assert conn is not None
+        first = conn.send_one(hiredis.pack_command(("INCR", "n")))
+        assert conn.outbox == []  # written already
+        second = conn.send_one(hiredis.pack_command(("INCR", "n")))
+        third = conn.send_one(hiredis.pack_command(("INCR", "n")))
+        assert len(conn.outbox) == 2  # the first is in flight: these wait for one write
+        assert [await first, await second, await third] == [1, 2, 3]
+        assert conn.outbox == []
+        await store.close()
+    finally:
+        server.cleanup()

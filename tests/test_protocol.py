@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ddns_update.protocol import (
+    MAX_HOSTNAME_LENGTH,
     MAX_HOSTS,
     WWW_AUTHENTICATE,
     Answer,
@@ -531,3 +532,47 @@ def test_fqdn_regex_equals_label_rules(name: str) -> None:
     from ddns_update.protocol import _is_valid_fqdn, _is_valid_fqdn_by_label
 
     assert _is_valid_fqdn(name) == _is_valid_fqdn_by_label(name)
+
+
+def _token_fqdn_reference(token: str) -> str | None:
+    """``_token_fqdn`` without its one-regex fast path."""
+    from ddns_update.protocol import _CONTROL
+
+    if len(token) > MAX_HOSTNAME_LENGTH or _CONTROL.search(token):
+        return None
+    return normalize_hostname(token)
+
+
+@settings(max_examples=1000)
+@given(st.one_of(
+    st.text(),
+    st.text(alphabet=st.sampled_from("ab0-.x\x01é"), max_size=30),
+    st.lists(st.text(alphabet=st.sampled_from("az09-"), max_size=64), max_size=6).map(".".join)
+    .map(lambda name: name + "."),
+    st.lists(st.sampled_from(["a" * 63, "b" * 64, "xn--bcher-kva", "xn--a", "1", "-a", "a-", ""]), max_size=6)
+    .map(".".join),
+    st.integers(min_value=0, max_value=140).map(lambda n: ".".join(["abc"] * n)),  # around 253 characters
+))
+def test_token_fast_path_equals_the_general_rules(token: str) -> None:
+    from ddns_update.protocol import _token_fqdn
+
+    token = token.strip().lower()
+    assert _token_fqdn(token) == _token_fqdn_reference(token)
+
+
+@given(st.one_of(st.text(alphabet=st.sampled_from("0123456789.:abcdef, "), max_size=45), st.text()))
+def test_single_address_fast_path_equals_the_general_split(myip: str) -> None:
+    from ddns_update.protocol import _split_myip
+
+    parts = [part for part in myip.split(",") if part.strip()]
+    found = [a for a in map(parse_ip, parts) if a is not None] if len(parts) <= 2 else []
+    v4 = [a for a in found if a.version == 4]
+    v6 = [a for a in found if a.version == 6]
+    assert _split_myip(myip) == ((v4[0] if len(v4) == 1 else None), (v6[0] if len(v6) == 1 else None))
+
+
+@given(st.one_of(st.text(), st.text(alphabet=st.sampled_from("a |\x00\x1f\x7f\x85\xa0é\u2028"), max_size=20)))
+def test_history_text_cleaning_equals_the_regex(text: str) -> None:
+    from ddns_update.service import _UNSAFE, _safe
+
+    assert _safe(text) == _UNSAFE.sub(" ", text)
