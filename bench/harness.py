@@ -50,6 +50,8 @@ class Result:
     requests: int = 0
     wrong: int = 0  # 2xx answers that were not the expected protocol answer (the wrk script counts them)
     samples: tuple[float, ...] = field(default=())  # req/s of each round
+    cpu_us: float = 0.0  # the server's CPU time (user + system, all its processes) per request
+    busy: float = 0.0  # the server's CPU time / wall time: 1.0 is its core saturated
 
 
 @contextmanager
@@ -74,13 +76,42 @@ def uvicorn_app(factory: str, env: dict[str, str] | None = None, *, interface: s
         yield f"http://127.0.0.1:{port}"
 
 
+# Base URL -> pid of the server process serving it, so ``wrk`` can read the server's CPU time.
+_SERVERS: dict[str, int] = {}
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and every process below it (gunicorn's workers)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICKS
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(children.get(current, ()))
+    return total
+
+
 @contextmanager
 def _process(cmd: Sequence[str], port: int, env: dict[str, str] | None) -> Iterator[None]:
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+    _SERVERS[f"http://127.0.0.1:{port}"] = proc.pid  # taskset execs the server: same pid
     try:
         wait_for_port(port, timeout=30)
         yield
     finally:
+        _SERVERS.pop(f"http://127.0.0.1:{port}", None)
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(10)
@@ -117,16 +148,23 @@ def wrk(url: str, *, seconds: float = SECONDS, connections: int = 32, headers: S
     cmd.append(url)
     if args:
         cmd += ["--", *args]
+    server = next((pid for base, pid in _SERVERS.items() if url.startswith(base + "/") or url == base), None)
+    cpu_before, started = (server_cpu(server) if server else 0.0), time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    cpu = (server_cpu(server) - cpu_before) if server else 0.0
+    wall = time.perf_counter() - started
     m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     wrong = re.search(r"wrong answers:\s+(\d+)", out)
+    requests = int(_find(r"(\d+) requests in", out))
     return Result(
         rps=float(_find(r"Requests/sec:\s+([\d.]+)", out)),
         p50_ms=_ms(_find(r"(?m)^\s+50%\s+(\S+)", out)),  # the distribution lines, not "90.50%" elsewhere
         p99_ms=_ms(_find(r"(?m)^\s+99%\s+(\S+)", out)),
         errors=int(m.group(1)) if m else 0,
-        requests=int(_find(r"(\d+) requests in", out)),
+        requests=requests,
         wrong=int(wrong.group(1)) if wrong else 0,
+        cpu_us=cpu / requests * 1e6 if requests else 0.0,
+        busy=cpu / wall if wall else 0.0,
     )
 
 
@@ -162,15 +200,23 @@ def _median(results: list[Result]) -> Result:
         sum(r.requests for r in results),
         sum(r.wrong for r in results),
         tuple(r.rps for r in results),
+        statistics.median(r.cpu_us for r in results),
+        statistics.median(r.busy for r in results),
     )
 
 
 def table(results: Mapping[str, Result], baseline: str) -> str:
-    base = results[baseline].rps
-    lines = [f"{'variant':<30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7} {'non-2xx':>8} {'wrong':>6}"]
+    """req/s, latency, the req/s ratio to ``baseline``, and the server's CPU per request and how busy its core
+    was. ``cpu ratio`` (baseline's CPU per request / this one's) is the req/s ratio both would have with the
+    core saturated: steadier than the req/s ratio on a noisy machine, and it separates CPU cost from stalls
+    (a server waiting on Redis with its core idle)."""
+    base, base_cpu = results[baseline].rps, results[baseline].cpu_us
+    lines = [f"{'variant':<30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7} {'non-2xx':>8} {'wrong':>6} "
+             f"{'cpu us/req':>11} {'busy':>5} {'cpu ratio':>9}"]
     for name, r in results.items():
+        cpu_ratio = f"{base_cpu / r.cpu_us:>9.3f}" if r.cpu_us and base_cpu else f"{'-':>9}"
         lines.append(f"{name:<30} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.rps / base:>7.3f} "
-                     f"{r.errors:>8} {r.wrong:>6}")
+                     f"{r.errors:>8} {r.wrong:>6} {r.cpu_us:>11.1f} {r.busy:>5.0%} {cpu_ratio}")
     return "\n".join(lines)
 
 
