@@ -373,6 +373,8 @@ def client_address(peer: str | None, headers: Mapping[str, str], trusted: Sequen
     """
     if peer is None:
         return None
+    if not trusted:  # no proxy configured (the default): the socket's address, as text
+        return _peer_text(peer)
     peer_ip = parse_ip(peer)
     if peer_ip is None:
         return peer  # not an IP (e.g. a unix socket): nothing to compare, pass it on
@@ -383,6 +385,12 @@ def client_address(peer: str | None, headers: Mapping[str, str], trusted: Sequen
         return ip_text(_walk_forwarded(peer_ip, forwarded, trusted))
     real_ip = parse_ip(_header(headers, "x-real-ip"))
     return ip_text(real_ip or peer_ip)
+
+
+@functools.lru_cache(maxsize=4096)  # keyed by the peer's text: cheaper to hash than the parsed address
+def _peer_text(peer: str) -> str:
+    address = parse_ip(peer)
+    return peer if address is None else ip_text(address)  # not an IP (a unix socket): passed on as is
 
 
 def _walk_forwarded(peer: IPAddress, forwarded: str, trusted: Sequence[IPNetwork]) -> IPAddress:
@@ -429,6 +437,8 @@ def agent_allowed(user_agent: str | None, blocklist: Sequence[str]) -> bool:
 
     Entries match case-insensitively as fnmatch globs ("curl/*") or as substrings.
     """
+    if not blocklist:  # the default: only a missing or blank agent is refused
+        return bool(user_agent and not user_agent.isspace())
     agent = (user_agent or "").strip().lower()
     if not agent:
         return False

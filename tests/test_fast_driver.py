@@ -125,3 +125,23 @@ async def test_writes_at_once_when_idle_and_coalesces_while_busy() -> None:
         await store.close()
     finally:
         server.cleanup()
+
+
+def test_one_driver_from_loop_after_loop() -> None:
+    """The connection belongs to the loop that opened it; a later loop (asyncio.run again, a test runner's
+    next loop) gets its own. (One loop at a time: an AsyncStore is not shared by loops running at once.)"""
+    server = RedisServer().start()
+    store = open_async_store(server.url)
+    driver = store.driver
+    assert isinstance(driver, FastAsyncRedisDriver)
+    try:
+        assert asyncio.run(store.run(set_then_get("a", "1"))) == "1"
+        first = driver._conn
+        assert first is not None and not first.current()  # its loop has stopped
+        assert asyncio.run(store.run(set_then_get("a", "2"))) == "2"
+        assert driver._conn is not first
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            assert runner.run(store.run(set_then_get("a", "3"))) == "3"
+            assert runner.run(store.run(set_then_get("a", "4"))) == "4"  # the same connection, still current
+    finally:
+        server.cleanup()

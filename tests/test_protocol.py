@@ -576,3 +576,12 @@ def test_history_text_cleaning_equals_the_regex(text: str) -> None:
     from ddns_update.service import _UNSAFE, _safe
 
     assert _safe(text) == _UNSAFE.sub(" ", text)
+
+
+@given(st.one_of(st.none(), st.text(), st.sampled_from(["127.0.0.1", "::ffff:192.0.2.1", "2001:DB8::1", "unix"])))
+def test_no_proxy_shortcuts_equal_the_general_rules(value: str | None) -> None:
+    assert agent_allowed(value, ()) == bool((value or "").strip())
+    if value is not None:
+        address = parse_ip(value)
+        assert client_address(value, {"x-forwarded-for": "198.51.100.1"}, ()) == \
+            (value if address is None else str(address))

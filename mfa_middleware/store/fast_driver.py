@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -40,7 +41,11 @@ _CALLBACKS = _response_callbacks()
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        # asyncio.get_running_loop() makes a getpid() system call each time (it checks for a fork): the hot
+        # path uses the loop it was made on, and ``current`` to tell whether that loop is the caller's.
+        self.loop = loop
+        self.thread = threading.get_ident()
         self.reader = hiredis.Reader(encoding="utf-8")
         self.waiters: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.transport: asyncio.Transport | None = None
@@ -49,6 +54,11 @@ class _Connection(asyncio.Protocol):
         self.lost: Exception | None = None
         self.outbox: list[bytes] = []
         self.queued = 0  # commands in ``outbox``
+
+    def current(self) -> bool:
+        """Whether the running loop is this connection's: it is running, in this thread (a thread runs one
+        loop at a time, so it is the caller's)."""
+        return self.thread == threading.get_ident() and self.loop.is_running()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport, but not always an ``asyncio.Transport`` instance: uvloop's TCPTransport
@@ -88,7 +98,7 @@ class _Connection(asyncio.Protocol):
         """Queue ``payload`` (``count`` packed commands); one future per reply, in order."""
         if self.lost is not None or self.transport is None:
             raise self.lost or StoreUnavailable("store connection closed")
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         futures = [loop.create_future() for _ in range(count)]
         now = time.monotonic()
         self.waiters.extend((f, now) for f in futures)
@@ -99,7 +109,7 @@ class _Connection(asyncio.Protocol):
         """``send`` for one command."""
         if self.lost is not None or self.transport is None:
             raise self.lost or StoreUnavailable("store connection closed")
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         future = loop.create_future()
         self.waiters.append((future, time.monotonic()))
         self._queue(loop, payload, 1)
@@ -135,7 +145,7 @@ class _Connection(asyncio.Protocol):
         if late <= 0:
             self._fail(StoreUnavailable(f"store did not answer within {self.timeout}s"))
         else:
-            self.timer = asyncio.get_running_loop().call_later(late, self._check)
+            self.timer = self.loop.call_later(late, self._check)
 
 
 class FastAsyncRedisDriver:
@@ -155,21 +165,24 @@ class FastAsyncRedisDriver:
         self._connecting: asyncio.Lock | None = None
 
     async def _connection(self) -> _Connection:
-        conn, loop = self._conn, asyncio.get_running_loop()
-        if conn is not None and conn.lost is None and self._loop is loop:
+        loop = asyncio.get_running_loop()
+        conn = self._conn
+        if conn is not None and conn.lost is None and conn.loop is loop:
             return conn
         if self._connecting is None or self._loop is not loop:
             self._connecting, self._loop = asyncio.Lock(), loop
         async with self._connecting:
-            if self._conn is not None and self._conn.lost is None and self._loop is loop:
-                return self._conn
+            conn = self._conn
+            if conn is not None and conn.lost is None and conn.loop is loop:
+                return conn
+            # None yet, lost, or opened by a loop that has stopped (its transport went with it): a new one.
             self._conn = await self._connect(loop)
             return self._conn
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self.timeout), self.host, self.port),
+                loop.create_connection(lambda: _Connection(loop, self.timeout), self.host, self.port),
                 self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"store unreachable: {exc}") from exc
@@ -189,7 +202,7 @@ class FastAsyncRedisDriver:
     async def execute(self, step: Cmd | Eval) -> Any:
         # execute_batch for one step, without its lists (the update endpoint's one round trip)
         conn = self._conn
-        if conn is None or conn.lost is not None or self._loop is not asyncio.get_running_loop():
+        if conn is None or conn.lost is not None or not conn.current():
             conn = await self._connection()
         command = _evalsha(step) if isinstance(step, Eval) else step.args
         reply = await conn.send_one(hiredis.pack_command(command))
