@@ -70,13 +70,13 @@ def _fresh(url: str, cookie: str) -> str:
 def _measure(name: str, url: str, cookie: str, seconds: float) -> harness.Result:
     cookie = _fresh(url, cookie)
     headers = [f"Cookie: {cookie}"] if cookie else []
-    result = harness.wrk(url + "/", seconds=seconds, headers=headers)
+    result = harness.peak(lambda c: harness.wrk(url + "/", seconds=seconds, headers=headers, connections=c))
     if result.errors:
         print(f"  {name}: {result.errors} non-2xx answers", flush=True)
     return result
 
 
-def run(seconds: float = 5, rounds: int = 5) -> list[str]:
+def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[str]:
     redis = RedisServer().start()
     try:
         env = {"REDIS_URL": redis.url}

@@ -27,8 +27,10 @@ import argon2
 import redis
 
 from bench.harness import (
+    Result,
     interleaved,
     machine,
+    peak,
     redis_server,
     save,
     series,
@@ -59,13 +61,17 @@ def run() -> list[str]:
             trips = round_trips(server.port, endpoint)
             seeds = itertools.count(1)
             pool = [str(POOL_ACCOUNTS), str(HOSTS_PER_ACCOUNT)]
+            def run(url: str, mode: str, first: int, seed: int, connections: int) -> Result:
+                result = wrk(url + "/nic/update", script=LUA, connections=connections,
+                             args=[mode, str(first), *pool, str(seed)])
+                reset_counters(client)
+                return result
+
             results = interleaved({
-                "bare Starlette": lambda: wrk(bare + "/nic/update", script=LUA, args=["any", "0", *pool, "1"]),
-                "/nic/update nochg": lambda: wrk(endpoint + "/nic/update", script=LUA,
-                                                 args=["nochg", "0", *pool, "1"]),
-                "/nic/update good": lambda: wrk(endpoint + "/nic/update", script=LUA,
-                                                args=["good", str(POOL_ACCOUNTS), *pool, str(next(seeds))]),
-            }, between=lambda: reset_counters(client))
+                "bare Starlette": lambda: peak(lambda c: run(bare, "any", 0, 1, c)),
+                "/nic/update nochg": lambda: peak(lambda c: run(endpoint, "nochg", 0, 1, c)),
+                "/nic/update good": lambda: peak(lambda c: run(endpoint, "good", POOL_ACCOUNTS, next(seeds), c)),
+            })
             flagged = count_flags(client)
         client.close()
         argon2_calls = int(argon2_file.read_text()) if argon2_file.exists() else -1
