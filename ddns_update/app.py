@@ -76,16 +76,11 @@ def _failed(exc: StoreError) -> UpdateReply:
 
 # A 200 reply's headers (UpdateReply.headers), encoded once; content-length is appended per reply.
 _PLAIN_HEADERS = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in UpdateReply(("good",)).headers.items())
-_ANSWER_COUNTERS: dict[str, Any] = {}  # answer code -> its labelled child (``labels`` is slow per call)
 
 
 def _counted(reply: UpdateReply) -> UpdateReply:
     for line in reply.lines:
-        code = line.partition(" ")[0]
-        counter = _ANSWER_COUNTERS.get(code)
-        if counter is None:  # codes are a fixed small set (the answers, the script's codes)
-            counter = _ANSWER_COUNTERS[code] = UPDATES.labels(code)
-        counter.inc()
+        UPDATES.inc(line.partition(" ")[0])
     return reply
 
 

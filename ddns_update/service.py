@@ -46,9 +46,6 @@ log = logging.getLogger("ddns_update")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f|]")
 MAX_AGENT_CHARS = 120  # kept per history entry; full agents go to the access log, not the store
 STEP_KEYS_LIMIT = 100_000  # accounts (and groups) whose UPDATE key names are remembered per process
-# Labelled counter children, looked up once: ``Counter.labels`` costs microseconds per call.
-_CACHE_HIT = CREDENTIAL_CACHE.labels("hit")
-_CACHE_MISS = CREDENTIAL_CACHE.labels("miss")
 
 
 @dataclass(frozen=True)
@@ -153,7 +150,7 @@ class UpdateService:
             result = yield self._update_step(login, password, request, target, agent_ok)
             status = result[0]
             if status == "ok":
-                _CACHE_HIT.inc()
+                CREDENTIAL_CACHE.inc("hit")
                 end = 2 + 2 * int(result[1])  # 'ok', nlines, (code, hosts) * nlines, (host, old, new) * changes
                 if len(result) > end and self.backend.enabled:  # records changed: push them to DNS
                     return (yield from self._finish(login, result, end, target))
@@ -166,7 +163,7 @@ class UpdateService:
                     fresh = None
                 login = fresh
             elif status == "miss":
-                _CACHE_MISS.inc()
+                CREDENTIAL_CACHE.inc("miss")
                 if not agent_ok:
                     return self._once(Answer.BADAGENT)  # no argon2 for a client we refuse anyway
                 if not (yield from self.credentials.prove(raw_login, login, password, target.client)):

@@ -107,3 +107,37 @@ async def test_store_errors_are_counted(kind: str) -> None:
         assert value(after, "ddns_updates_total", answer="911") >= value(before, "ddns_updates_total", answer="911") + 1
     finally:
         server.cleanup()
+
+
+def test_tally_counts_every_thread_and_keeps_finished_threads_counts() -> None:
+    """The hot-path counter: no lock per increment, yet no increment lost across threads, and a thread that
+    has finished (a WSGI server's per-request thread) still counts; exposed as a prometheus counter."""
+    import gc
+    import threading
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from mfa_middleware.metrics import Tally
+
+    registry = CollectorRegistry()
+    tally = Tally("test_answers", "answers by code", "answer", registry)
+
+    def work() -> None:
+        for i in range(20_000):
+            tally.inc("good" if i % 2 else "nochg")
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    tally.inc("911")
+    assert tally.values() == {"good": 80_000, "nochg": 80_000, "911": 1}
+    del threads, t
+    gc.collect()  # the finished threads' objects go: their counts move to the retired total
+    assert len(tally._live) == 1  # this thread's
+    assert tally.values() == {"good": 80_000, "nochg": 80_000, "911": 1}
+    text = generate_latest(registry).decode()
+    assert 'test_answers_total{answer="good"} 80000.0' in text
+    assert 'test_answers_total{answer="911"} 1.0' in text
+    assert "# TYPE test_answers_total counter" in text  # as a prometheus_client Counter writes it
