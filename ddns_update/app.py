@@ -180,6 +180,7 @@ GC_THRESHOLD = 50_000
 
 
 def tune_gc() -> None:
+    gc.collect()  # start-up garbage goes now instead of being frozen with the rest
     gc.freeze()
     first, second, third = gc.get_threshold()
     gc.set_threshold(max(first, GC_THRESHOLD), second, third)
@@ -191,7 +192,7 @@ class UpdateServer(Starlette):
     The router, its exception middleware and their ``send`` wrappers cost about as much CPU as the update
     itself costs in Python, for nothing the endpoint needs (it answers every outcome itself, 405 included).
     Everything else (404s, ``/metrics``, lifespan, a path under a ``root_path``) goes through Starlette as
-    usual, and so does ``/nic/update`` once middleware has been added (``add_middleware``).
+    usual, and so does ``/nic/update`` once middleware or exception handlers have been added.
     """
 
     def __init__(self, endpoint: UpdateEndpoint, *, path: str = UPDATE_PATH, **kwargs: Any) -> None:
@@ -201,7 +202,7 @@ class UpdateServer(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == self.update_path and not scope.get("root_path") \
-                and not self.user_middleware:
+                and not self.user_middleware and not self.exception_handlers:
             await self.endpoint(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)

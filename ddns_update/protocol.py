@@ -170,13 +170,15 @@ def parse_hostnames(raw: str | None) -> tuple[list[Requested], Answer | None]:
 
 
 def _token_fqdn(token: str) -> str | None:
+    # Checked here as well so that IDNA mapping can never launder such a token.
+    if len(token) > MAX_HOSTNAME_LENGTH:
+        return None
     if _PLAIN_FQDN_DOT.fullmatch(token) is not None and "xn--" not in token:
         # The common case in one regex (what normalize_hostname would conclude: lower-case ASCII labels,
-        # no A-label to decode); only the length and an all-numeric last label are left to check.
+        # no A-label to decode); only an all-numeric last label is left to check.
         name = token.removesuffix(".")
-        return name if len(name) <= MAX_HOSTNAME_LENGTH and not name.rpartition(".")[2].isdigit() else None
-    # Checked here as well so that IDNA mapping can never launder such a token.
-    if len(token) > MAX_HOSTNAME_LENGTH or _CONTROL.search(token):
+        return None if name.rpartition(".")[2].isdigit() else name
+    if _CONTROL.search(token):
         return None
     return normalize_hostname(token)
 

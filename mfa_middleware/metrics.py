@@ -7,6 +7,7 @@ per process: behind several worker processes, scrape each (or use prometheus_cli
 
 from __future__ import annotations
 
+import collections
 import threading
 import weakref
 from collections import Counter as Counts
@@ -32,7 +33,8 @@ class Tally(Collector):
         self.name, self.documentation, self.label = name, documentation, label
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._live: dict[int, dict[str, int]] = {}
+        self._live: dict[int, dict[str, int]] = {}  # id -> a running thread's counts (the dict is kept alive)
+        self._finished: collections.deque[dict[str, int]] = collections.deque()
         self._retired: Counts[str] = Counts()
         registry.register(self)
 
@@ -47,17 +49,21 @@ class Tally(Collector):
         counts: dict[str, int] = {}
         self._local.counts = counts
         with self._lock:
+            self._fold_finished()  # a thread-per-request server: keep ``_live`` to the running threads
             self._live[id(counts)] = counts
-        weakref.finalize(threading.current_thread(), self._retire, counts)
+        # No lock in a finalizer: it may run inside a collection triggered while this thread holds the lock.
+        weakref.finalize(threading.current_thread(), self._finished.append, counts)
         return counts
 
-    def _retire(self, counts: dict[str, int]) -> None:
-        with self._lock:
+    def _fold_finished(self) -> None:
+        while self._finished:
+            counts = self._finished.popleft()
             self._live.pop(id(counts), None)
             self._retired.update(counts)
 
     def values(self) -> dict[str, int]:
         with self._lock:
+            self._fold_finished()
             total = Counts(self._retired)
             for counts in list(self._live.values()):
                 total.update(dict(counts))  # a copy: its thread may be adding a key meanwhile

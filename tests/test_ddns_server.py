@@ -122,3 +122,13 @@ def test_gc_is_tuned_once_started(redis_url: str) -> None:
     freeze_count, threshold = seen["after"]
     assert freeze_count > 10_000  # the imported modules' objects
     assert threshold[0] == GC_THRESHOLD and threshold[1:] == seen["before"][1][1:]
+
+
+async def test_exception_handlers_keep_the_router_in_the_path(redis_url: str) -> None:
+    app = create_app(settings(redis_url), gc_tuning=False)
+    app.add_exception_handler(KeyError, lambda request, exc: Response("handled", 500))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://ddns.test",
+            headers={"user-agent": AGENT}, auth=("nobody", "x")) as client:
+        assert (await client.get(UPDATE)).text == "badauth\n"
+    assert app.middleware_stack is not None  # routed by Starlette

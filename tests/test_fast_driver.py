@@ -145,3 +145,21 @@ def test_one_driver_from_loop_after_loop() -> None:
             assert runner.run(store.run(set_then_get("a", "4"))) == "4"  # the same connection, still current
     finally:
         server.cleanup()
+
+
+async def test_a_cancelled_caller_does_not_shift_the_replies() -> None:
+    """Replies are matched to callers in order; a caller cancelled while its command is in flight leaves its
+    reply to be read and dropped, so the next caller gets its own."""
+    server = RedisServer().start()
+    try:
+        store = open_async_store(server.url)
+        await store.run(set_then_get("k", "0"))
+        slow = asyncio.ensure_future(store.run(set_then_get("slow", "mine")))
+        await asyncio.sleep(0)  # its SET is written
+        slow.cancel()
+        results = await asyncio.gather(*(store.run(set_then_get(f"k{i}", str(i))) for i in range(20)))
+        assert results == [str(i) for i in range(20)]
+        assert slow.cancelled()
+        await store.close()
+    finally:
+        server.cleanup()

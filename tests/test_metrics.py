@@ -135,9 +135,30 @@ def test_tally_counts_every_thread_and_keeps_finished_threads_counts() -> None:
     assert tally.values() == {"good": 80_000, "nochg": 80_000, "911": 1}
     del threads, t
     gc.collect()  # the finished threads' objects go: their counts move to the retired total
-    assert len(tally._live) == 1  # this thread's
     assert tally.values() == {"good": 80_000, "nochg": 80_000, "911": 1}
+    assert len(tally._live) == 1  # this thread's
     text = generate_latest(registry).decode()
     assert 'test_answers_total{answer="good"} 80000.0' in text
     assert 'test_answers_total{answer="911"} 1.0' in text
     assert "# TYPE test_answers_total counter" in text  # as a prometheus_client Counter writes it
+
+
+def test_tally_thread_finishing_during_a_scrape_does_not_deadlock() -> None:
+    """A finished thread's counts are handed over by a finalizer, which may run inside a garbage collection
+    started while a scrape holds the tally's lock: it must not need that lock."""
+    import gc
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from mfa_middleware.metrics import Tally
+
+    tally = Tally("test_lock", "doc", "answer", CollectorRegistry())
+    worker = threading.Thread(target=lambda: tally.inc("good"))
+    worker.start()
+    worker.join()
+    with tally._lock:  # as during a scrape
+        del worker
+        gc.collect()  # the finalizer runs here, on this thread, with the lock held
+    assert tally.values() == {"good": 1}
+    assert tally._live == {}

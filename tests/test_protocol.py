@@ -551,7 +551,9 @@ def _token_fqdn_reference(token: str) -> str | None:
     .map(lambda name: name + "."),
     st.lists(st.sampled_from(["a" * 63, "b" * 64, "xn--bcher-kva", "xn--a", "1", "-a", "a-", ""]), max_size=6)
     .map(".".join),
-    st.integers(min_value=0, max_value=140).map(lambda n: ".".join(["abc"] * n)),  # around 253 characters
+    st.integers(min_value=0, max_value=140).map(lambda n: ".".join(["abc"] * n)),
+    st.tuples(st.integers(min_value=248, max_value=256), st.booleans())  # exactly around 253 characters
+    .map(lambda n_dot: ("a" * 60 + ".") * 4 + "b" * (n_dot[0] - 244) + ("." if n_dot[1] else "")),
 ))
 def test_token_fast_path_equals_the_general_rules(token: str) -> None:
     from ddns_update.protocol import _token_fqdn
@@ -585,3 +587,11 @@ def test_no_proxy_shortcuts_equal_the_general_rules(value: str | None) -> None:
         address = parse_ip(value)
         assert client_address(value, {"x-forwarded-for": "198.51.100.1"}, ()) == \
             (value if address is None else str(address))
+
+
+def test_hostname_length_limit_counts_the_root_dot_as_sent() -> None:
+    from ddns_update.protocol import _token_fqdn
+
+    name = ("a" * 60 + ".") * 4 + "b" * 9  # 253 characters
+    assert len(name) == MAX_HOSTNAME_LENGTH and _token_fqdn(name) == name
+    assert _token_fqdn(name + ".") is None  # 254 as sent: refused, as the general rules always did

@@ -45,7 +45,11 @@ class Eval:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Several commands sent in one round trip (pipelined, not transactional)."""
+    """Several commands sent in one round trip (pipelined, not transactional).
+
+    The steps must be independent of each other: a driver may run a step again after the others (a script
+    the server had not cached comes back NOSCRIPT and is sent again in full), so their order is not kept.
+    """
 
     steps: tuple[Cmd | Eval, ...]
 
