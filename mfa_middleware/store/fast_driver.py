@@ -254,5 +254,7 @@ def _result(command: tuple[Any, ...], reply: Any) -> Any:
             raise StoreUnavailable(text)
         raise StoreResponseError(text)
     name = command[0]
+    if name == "EVALSHA" or name == "EVAL":  # scripts: the reply as the script returned it
+        return reply
     callback = _CALLBACKS.get(name) if name in _CALLBACKS else _CALLBACKS.get(str(name).upper())
     return callback(reply) if callback is not None else reply
