@@ -31,7 +31,7 @@ def benchmarks() -> list[str]:
 def main(argv: list[str]) -> int:
     wanted = argv or benchmarks()
     info = machine()
-    print(f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}")
+    print(f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}; {info['server']}")
     lines: list[str] = []
     for name in wanted:
         started = time.perf_counter()

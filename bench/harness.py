@@ -267,4 +267,20 @@ def machine() -> dict[str, str]:
         model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
     except OSError:
         pass
-    return {"nproc": str(CORES), "cpu": model, "python": sys.version.split()[0]}
+    return {"nproc": str(CORES), "cpu": model, "python": sys.version.split()[0], "server": _server_stack()}
+
+
+def _server_stack() -> str:
+    """What uvicorn's "auto" picks here (the same for every variant): its loop and HTTP parser, versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    loop = f"uvloop {v('uvloop')}" if v("uvloop") else "asyncio"
+    http = f"httptools {v('httptools')}" if v("httptools") else "h11"
+    return f"uvicorn {v('uvicorn')} ({loop}, {http}), Starlette {v('starlette')}, Flask {v('flask')}, " \
+           f"gunicorn {v('gunicorn')}"
