@@ -78,7 +78,7 @@ async def main(requests: int, rounds: int) -> None:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Any) -> None:
         pass
 
     async def many(app: Any, n: int) -> float:
@@ -106,7 +106,7 @@ async def main(requests: int, rounds: int) -> None:
     quick = min(timeit.repeat(lambda: gate.quick("/", "u1", cookie, False), number=n, repeat=5)) / n * 1e6
     print(f"Gate.quick alone: {quick:.2f} µs")
 
-    async def noop(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def noop(scope: Any, receive: Any, send: Any) -> None:
         pass
 
     inner, mw.app = mw.app, noop

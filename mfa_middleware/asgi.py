@@ -7,22 +7,27 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
+from typing_extensions import Unpack
+
 from .gate import MAX_FORM_BYTES, Pass, Reply, Request, parse_cookies, parse_form
 from .metrics import STORE_ERRORS
-from .options import gate_and_store_url
+from .options import GateOptions, gate_and_store_url
 from .passwords import OWASP, Argon2Profile
 from .store import AsyncStore, StoreError, open_async_store
 
 log = logging.getLogger("mfa_middleware")
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+# The ASGI types as Starlette spells them (MutableMapping, not dict), so that ``Middleware(MFAMiddleware, ...)``
+# type-checks in a Starlette or FastAPI app.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-AsgiIdentity = Callable[[Scope], "str | Awaitable[str | None] | None"]
+AsgiIdentity = Callable[[Any], "str | Awaitable[str | None] | None"]  # called with the scope
 
 
 class MFAMiddleware:
@@ -42,7 +47,7 @@ class MFAMiddleware:
         remember_days: int = 30,
         password_checker: Callable[[str, str], bool] | None = None,
         argon2_profile: Argon2Profile = OWASP,
-        **options: Any,
+        **options: Unpack[GateOptions],
     ) -> None:
         self.app = app
         self.identity = identity
@@ -131,7 +136,7 @@ def _with_cookies(send: Send, decision: Pass) -> Send:
     if not decision.cookies:
         return send
 
-    async def send_wrapper(message: dict[str, Any]) -> None:
+    async def send_wrapper(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = list(message.get("headers", []))
             headers += [(b"set-cookie", c.encode("latin-1")) for c in decision.cookies]

@@ -6,15 +6,15 @@ The gate never logs anyone in; it reads the host app's own login so its 2FA stat
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from http.cookies import SimpleCookie
 from typing import Any
 
 
-def starlette_session(key: str = "user") -> Callable[[dict[str, Any]], str | None]:
+def starlette_session(key: str = "user") -> Callable[[Mapping[str, Any]], str | None]:
     """Starlette/FastAPI ``request.session[key]`` (the gate must sit inside ``SessionMiddleware``)."""
 
-    def identity(scope: dict[str, Any]) -> str | None:
+    def identity(scope: Mapping[str, Any]) -> str | None:
         session = scope.get("session") or {}
         value = session.get(key)
         return str(value) if value else None
@@ -22,7 +22,7 @@ def starlette_session(key: str = "user") -> Callable[[dict[str, Any]], str | Non
     return identity
 
 
-def flask_session(app: Any, key: str = "user", cache_size: int = 10_000) -> Callable[[dict[str, Any]], str | None]:
+def flask_session(app: Any, key: str = "user", cache_size: int = 10_000) -> Callable[[Mapping[str, Any]], str | None]:
     """Flask's signed session cookie, read with the app's own serializer and secret key.
 
     A browser sends the same cookie again and again; cookies whose signature checked out are remembered by
@@ -30,7 +30,7 @@ def flask_session(app: Any, key: str = "user", cache_size: int = 10_000) -> Call
     """
     verified: dict[str, tuple[str | None, float]] = {}
 
-    def identity(environ: dict[str, Any]) -> str | None:
+    def identity(environ: Mapping[str, Any]) -> str | None:
         name = app.config.get("SESSION_COOKIE_NAME", "session")
         value = _cookie(environ.get("HTTP_COOKIE", ""), name)
         if not value:
@@ -62,7 +62,7 @@ def _flask_load(app: Any, value: str, key: str, max_age: float) -> tuple[str | N
     return (str(user) if user else None), signed_at.timestamp()
 
 
-def django_session() -> Callable[[dict[str, Any]], Any]:
+def django_session() -> Callable[[Mapping[str, Any]], Any]:
     """Django's logged-in user (``django.contrib.auth``), as its user pk, for either handler.
 
     Reads the session cookie and asks Django's own ``auth.get_user`` (session engine, auth backend, the
@@ -71,7 +71,7 @@ def django_session() -> Callable[[dict[str, Any]], Any]:
     backend and the user lookup may touch the database (``MFAMiddleware`` awaits it).
     """
 
-    def identity(environ_or_scope: dict[str, Any]) -> Any:
+    def identity(environ_or_scope: Mapping[str, Any]) -> Any:
         if "type" in environ_or_scope:  # an ASGI scope
             return _django_async(environ_or_scope)
         return _django_user_id(environ_or_scope.get("HTTP_COOKIE", ""))
@@ -79,12 +79,12 @@ def django_session() -> Callable[[dict[str, Any]], Any]:
     return identity
 
 
-def django_session_async() -> Callable[[dict[str, Any]], Awaitable[str | None]]:
+def django_session_async() -> Callable[[Mapping[str, Any]], Awaitable[str | None]]:
     """``django_session`` for Django's ASGI handler, typed as the coroutine it is there."""
     return _django_async
 
 
-async def _django_async(scope: dict[str, Any]) -> str | None:
+async def _django_async(scope: Mapping[str, Any]) -> str | None:
     from asgiref.sync import sync_to_async
 
     header = b",".join(v for k, v in scope.get("headers", []) if k.lower() == b"cookie").decode("latin-1")

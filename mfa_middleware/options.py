@@ -3,17 +3,55 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypedDict
+
+from typing_extensions import Unpack
 
 from .config import ConfigError
 from .gate import Gate
+from .passwords import Argon2Profile
 from .store import Keys
+from .totp import Digest
+from .twofactor import AuditHook, ThrottlePolicy
+
+
+class GateOptions(TypedDict, total=False):
+    """The gate's further settings (see ``gate.Gate``), taken as keywords by ``MFAMiddleware`` and
+    ``MFAWsgiMiddleware``. Spelled out (not ``**options: Any``) so that a misspelt option is a type error and
+    ``Middleware(MFAMiddleware, ...)`` type-checks in Starlette and FastAPI apps."""
+
+    login_url: str
+    template_dirs: Sequence[str | Path]
+    audit: AuditHook | None
+    idle_timeout: int
+    absolute_timeout: int
+    throttle: ThrottlePolicy | None
+    totp_drift: int
+    totp_digest: Digest
+    totp_digits: int
+    totp_period: int
+    account_label: Callable[[str], str] | None
+    revocation_ttl: float
+    clock: Callable[[], float]
+
+
+class GateArguments(GateOptions, total=False):
+    """``GateOptions`` and the settings both middlewares name in their own signatures."""
+
+    prefix: str
+    policy: str
+    exempt: Sequence[str]
+    issuer: str
+    remember_days: int
+    password_checker: Callable[[str, str], bool] | None
+    argon2_profile: Argon2Profile
 
 
 def gate_and_store_url(
     *, secret_key: str | None, encryption_keys: Sequence[str] | str | None, redis_url: str | None,
-    keys: Keys | None, **options: Any,
+    keys: Keys | None, **options: Unpack[GateArguments],
 ) -> tuple[Gate, str | None]:
     secret = secret_key or os.environ.get("MFA_SECRET_KEY", "")
     enc = encryption_keys or os.environ.get("MFA_ENCRYPTION_KEY", "")

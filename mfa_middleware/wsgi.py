@@ -7,9 +7,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
+from typing_extensions import Unpack
+
 from .gate import MAX_FORM_BYTES, Gate, Pass, Reply, Request, parse_cookies, parse_form
 from .metrics import STORE_ERRORS
-from .options import gate_and_store_url
+from .options import GateOptions, gate_and_store_url
 from .passwords import OWASP, Argon2Profile
 from .store import Store, StoreError, open_store
 
@@ -40,7 +42,7 @@ class MFAWsgiMiddleware:
         remember_days: int = 30,
         password_checker: Callable[[str, str], bool] | None = None,
         argon2_profile: Argon2Profile = OWASP,
-        **options: Any,
+        **options: Unpack[GateOptions],
     ) -> None:
         self.app = app
         self.identity = identity
