@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from http.cookies import SimpleCookie
 from typing import Any
 
 
@@ -22,6 +21,9 @@ def starlette_session(key: str = "user") -> Callable[[Mapping[str, Any]], str | 
     return identity
 
 
+MAX_REMEMBERED_HEADER = 1024  # a browser's Cookie header for a gated app is a few hundred characters
+
+
 def flask_session(app: Any, key: str = "user", cache_size: int = 10_000) -> Callable[[Mapping[str, Any]], str | None]:
     """Flask's signed session cookie, read with the app's own serializer and secret key.
 
@@ -29,10 +31,19 @@ def flask_session(app: Any, key: str = "user", cache_size: int = 10_000) -> Call
     their exact text (with their signing time, so the session lifetime is still enforced on every request).
     """
     verified: dict[str, tuple[str | None, float]] = {}
+    found: dict[str, str | None] = {}  # Cookie header -> the session cookie Flask would read from it
 
     def identity(environ: Mapping[str, Any]) -> str | None:
-        name = app.config.get("SESSION_COOKIE_NAME", "session")
-        value = _cookie(environ.get("HTTP_COOKIE", ""), name)
+        header = environ.get("HTTP_COOKIE", "")
+        if not header:
+            return None
+        value = found.get(header)
+        if value is None:
+            value = _flask_cookie(header, app.config.get("SESSION_COOKIE_NAME", "session"))
+            if len(header) <= MAX_REMEMBERED_HEADER:  # a client inventing huge headers cannot fill memory
+                if len(found) >= cache_size:
+                    found.clear()
+                found[header] = value
         if not value:
             return None
         max_age = app.permanent_session_lifetime.total_seconds()
@@ -48,6 +59,16 @@ def flask_session(app: Any, key: str = "user", cache_size: int = 10_000) -> Call
         return user if time.time() - signed_at <= max_age else None
 
     return identity
+
+
+def _flask_cookie(header: str, name: str) -> str:
+    """The cookie Flask reads: werkzeug's parser, and with the name repeated the *first* one, as
+    ``request.cookies.get`` answers. Another parser (the stdlib's keeps the last) would let a request carry
+    the victim's session first and the attacker's verified one after it: the app would serve the victim
+    while the gate checked the attacker's second factor."""
+    from werkzeug.http import parse_cookie
+
+    return parse_cookie(header).get(name) or ""
 
 
 def _flask_load(app: Any, value: str, key: str, max_age: float) -> tuple[str | None, float] | None:
@@ -87,7 +108,8 @@ def django_session_async() -> Callable[[Mapping[str, Any]], Awaitable[str | None
 async def _django_async(scope: Mapping[str, Any]) -> str | None:
     from asgiref.sync import sync_to_async
 
-    header = b",".join(v for k, v in scope.get("headers", []) if k.lower() == b"cookie").decode("latin-1")
+    # Several Cookie headers (HTTP/2 splits them) joined as Django's ASGI handler joins them.
+    header = "; ".join(v.decode("latin-1").rstrip("; ") for k, v in scope.get("headers", []) if k.lower() == b"cookie")
     # thread_sensitive: the same thread Django's ASGI handler runs sync views in, so DB connections are shared.
     return await sync_to_async(_django_user_id, thread_sensitive=True)(header)
 
@@ -95,9 +117,12 @@ async def _django_async(scope: Mapping[str, Any]) -> str | None:
 def _django_user_id(cookie_header: str) -> str | None:
     from django.conf import settings
     from django.contrib.auth import get_user
+    from django.http.cookie import parse_cookie
     from django.utils.module_loading import import_string
 
-    key = _cookie(cookie_header.replace(",", ";"), settings.SESSION_COOKIE_NAME)
+    # Django's own parser, so the gate and the app read the same session cookie (the last one of a repeated
+    # name, as request.COOKIES does).
+    key = parse_cookie(cookie_header).get(settings.SESSION_COOKIE_NAME)
     if not key:
         return None
     store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
@@ -134,13 +159,3 @@ def django_username() -> Callable[[str], str]:
         return user.get_username() if user is not None else account_id
 
     return label
-
-
-def _cookie(header: str, name: str) -> str | None:
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header)
-    except Exception:
-        return None
-    morsel = jar.get(name)
-    return morsel.value if morsel else None

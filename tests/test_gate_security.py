@@ -369,3 +369,27 @@ async def test_verified_requests_need_no_store_round_trip(kind: str, redis_url: 
     used = int(raw.info("stats")["total_commands_processed"]) - before - 1  # minus this INFO itself
     # At most one epoch refresh per revocation TTL (1 s) — not one round trip per request.
     assert used <= 3, used
+
+
+async def test_a_repeated_session_cookie_cannot_split_who_the_app_and_the_gate_see(kind: str, redis_url: str) -> None:
+    """Someone with the victim's password but not their second factor, and a verified session of their own,
+    sends both app sessions in one Cookie header, in either order, with their own gate ticket. Whichever
+    session the app reads is the one the gate checks: never the victim's page without the victim's code.
+    (The Flask hook once read the last cookie of a name while Flask reads the first.)"""
+    site = Site(kind, redis_url)
+    await site.new_user("vic")
+    await site.new_user("mal")
+    app_cookie = "app_session" if kind == "asgi" else "session"
+    victim = site.browser()
+    await victim.login("vic")  # password only: the gate would ask for vic's code
+    attacker = site.browser()
+    await attacker.login("mal")
+    await site.verify(attacker, "mal")
+    assert (await attacker.get("/")).json()["user"] == "mal"
+    ticket, mine, theirs = attacker.cookie("mfa_session"), attacker.cookie(app_cookie), victim.cookie(app_cookie)
+    assert ticket and mine and theirs
+    for first, second in ((theirs, mine), (mine, theirs)):
+        header = f"{app_cookie}={first}; {app_cookie}={second}; mfa_session={ticket}"
+        probe = site.browser()
+        r = await probe.get("/", headers={"Cookie": header})
+        assert r.status_code != 200 or r.json()["user"] == "mal", (first == theirs, r.status_code, r.text[:200])
