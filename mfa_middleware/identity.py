@@ -66,7 +66,9 @@ def _flask_cookie(header: str, name: str) -> str:
     ``request.cookies.get`` answers. Another parser (the stdlib's keeps the last) would let a request carry
     the victim's session first and the attacker's verified one after it: the app would serve the victim
     while the gate checked the attacker's second factor."""
-    from werkzeug.http import parse_cookie
+    # The parser flask.Request.cookies runs, on the same text (werkzeug.http.parse_cookie would first re-decode
+    # the latin-1 WSGI text as UTF-8, and raise on bytes that are not).
+    from werkzeug.sansio.http import parse_cookie
 
     return parse_cookie(header).get(name) or ""
 

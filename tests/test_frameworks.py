@@ -222,3 +222,45 @@ async def test_django_identity_follows_djangos_own_logout_and_password_change(dj
         await sync_to_async(change)()
         r = await c.get("/mfa/security")
         assert r.status_code in (302, 303) and r.headers["location"].startswith("/login")
+
+
+async def test_django_repeated_session_cookie_cannot_split_app_and_gate(django_ready: None) -> None:
+    """As tests/test_gate_security.py's probe, against Django under ASGI: the victim's password-only session and
+    the attacker's verified one in one Cookie header, in either order, never show the victim's page."""
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth import get_user_model
+
+    from examples.django_site.asgi import create_app
+
+    users = get_user_model()._default_manager
+    for name in ("vic", "mal"):
+        await sync_to_async(users.create_user)(username=name, password=PASSWORD)
+    app = create_app(SETTINGS, MemoryStore(), argon2_profile=FAST)
+
+    def client() -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+    async def log_in(c: httpx.AsyncClient, name: str) -> None:
+        page = await c.get("/login/")
+        r = await c.post("/login/?next=/", data={"username": name, "password": PASSWORD, **_token(page.text)})
+        assert r.status_code in (302, 303), r.text[:300]
+
+    async def enroll(c: httpx.AsyncClient) -> None:
+        page = await c.get("/mfa/setup")
+        form = {**_token(page.text), "password": PASSWORD, "code": _code(key_of(page.text))}
+        r = await c.post("/mfa/setup", data=form)
+        assert r.status_code == 303, r.text[:300]
+
+    async with client() as victim_before, client() as victim, client() as attacker, client() as probe:
+        await log_in(victim_before, "vic")
+        await enroll(victim_before)  # the victim has 2FA on
+        await log_in(victim, "vic")  # someone with the victim's password only
+        assert (await victim.get("/")).status_code == 303  # asked for the victim's code
+        await log_in(attacker, "mal")
+        await enroll(attacker)  # ... and a verified session of their own
+        assert "Hello, mal" in (await attacker.get("/")).text
+        theirs, mine = victim.cookies["sessionid"], attacker.cookies["sessionid"]
+        ticket = attacker.cookies["mfa_session"]
+        for first, second in ((theirs, mine), (mine, theirs)):
+            r = await probe.get("/", headers={"Cookie": f"sessionid={first}; sessionid={second}; mfa_session={ticket}"})
+            assert not (r.status_code == 200 and "Hello, vic" in r.text), (first == theirs, r.status_code)
