@@ -28,10 +28,10 @@ from tests.servers import RedisServer, free_port, wait_for_port
 CORES = os.cpu_count() or 1
 SERVER_CORE, LOAD_CORE = 0, (1 if CORES >= 2 else 0)
 RESULTS = Path(__file__).resolve().parent / "results"
-SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))  # per wrk run
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))  # per wrk run
 # wrk connection counts each variant is run at; its best req/s counts (see ``peak``).
 LEVELS = tuple(int(c) for c in os.environ.get("BENCH_CONNECTIONS", "32,64,128").split(","))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # interleaved rounds; the median is kept
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))  # interleaved rounds; the median is kept
 
 
 def _pin(core: int) -> list[str]:
@@ -219,6 +219,16 @@ def _median(results: list[Result]) -> Result:
         statistics.median(r.busy for r in results),
         middle.connections,
     )
+
+
+def paired_ratio(results: Mapping[str, Result], variant: str, baseline: str) -> float:
+    """The median over rounds of ``variant``'s req/s over ``baseline``'s in the same round.
+
+    This machine's speed moves by ±20% within seconds; each round runs every variant back to back, so a
+    round's ratio compares runs seconds apart, and the median of those ratios is steadier than the ratio of
+    the two medians (which may come from different rounds)."""
+    pairs = [v / b for v, b in zip(results[variant].samples, results[baseline].samples, strict=True) if b]
+    return statistics.median(pairs) if pairs else 0.0
 
 
 def table(results: Mapping[str, Result], baseline: str) -> str:
