@@ -221,16 +221,6 @@ def _median(results: list[Result]) -> Result:
     )
 
 
-def paired_ratio(results: Mapping[str, Result], variant: str, baseline: str) -> float:
-    """The median over rounds of ``variant``'s req/s over ``baseline``'s in the same round.
-
-    This machine's speed moves by ±20% within seconds; each round runs every variant back to back, so a
-    round's ratio compares runs seconds apart, and the median of those ratios is steadier than the ratio of
-    the two medians (which may come from different rounds)."""
-    pairs = [v / b for v, b in zip(results[variant].samples, results[baseline].samples, strict=True) if b]
-    return statistics.median(pairs) if pairs else 0.0
-
-
 def table(results: Mapping[str, Result], baseline: str) -> str:
     """req/s, latency, the req/s ratio to ``baseline``, and the server's CPU per request and how busy its core
     was. ``cpu ratio`` (baseline's CPU per request / this one's) is the req/s ratio both would have with the
