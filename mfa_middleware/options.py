@@ -18,10 +18,17 @@ from .twofactor import AuditHook, ThrottlePolicy
 
 
 class GateOptions(TypedDict, total=False):
-    """The gate's further settings (see ``gate.Gate``), taken as keywords by ``MFAMiddleware`` and
+    """The gate's settings (defaults and meaning: ``gate.Gate``), taken as keywords by ``MFAMiddleware`` and
     ``MFAWsgiMiddleware``. Spelled out (not ``**options: Any``) so that a misspelt option is a type error and
     ``Middleware(MFAMiddleware, ...)`` type-checks in Starlette and FastAPI apps."""
 
+    prefix: str
+    policy: str
+    exempt: Sequence[str]
+    issuer: str
+    remember_days: int
+    password_checker: Callable[[str, str], bool] | None
+    argon2_profile: Argon2Profile
     login_url: str
     template_dirs: Sequence[str | Path]
     audit: AuditHook | None
@@ -37,21 +44,9 @@ class GateOptions(TypedDict, total=False):
     clock: Callable[[], float]
 
 
-class GateArguments(GateOptions, total=False):
-    """``GateOptions`` and the settings both middlewares name in their own signatures."""
-
-    prefix: str
-    policy: str
-    exempt: Sequence[str]
-    issuer: str
-    remember_days: int
-    password_checker: Callable[[str, str], bool] | None
-    argon2_profile: Argon2Profile
-
-
 def gate_and_store_url(
     *, secret_key: str | None, encryption_keys: Sequence[str] | str | None, redis_url: str | None,
-    keys: Keys | None, **options: Unpack[GateArguments],
+    keys: Keys | None, **options: Unpack[GateOptions],
 ) -> tuple[Gate, str | None]:
     secret = secret_key or os.environ.get("MFA_SECRET_KEY", "")
     enc = encryption_keys or os.environ.get("MFA_ENCRYPTION_KEY", "")

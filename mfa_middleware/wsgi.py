@@ -12,7 +12,6 @@ from typing_extensions import Unpack
 from .gate import MAX_FORM_BYTES, Gate, Pass, Reply, Request, parse_cookies, parse_form
 from .metrics import STORE_ERRORS
 from .options import GateOptions, gate_and_store_url
-from .passwords import OWASP, Argon2Profile
 from .store import Store, StoreError, open_store
 
 log = logging.getLogger("mfa_middleware")
@@ -35,13 +34,6 @@ class MFAWsgiMiddleware:
         encryption_keys: Sequence[str] | str | None = None,
         store: Store | None = None,
         redis_url: str | None = None,
-        prefix: str = "/mfa",
-        policy: str = "optional",
-        exempt: Sequence[str] = ("/nic/update",),
-        issuer: str = "mfa-ddns",
-        remember_days: int = 30,
-        password_checker: Callable[[str, str], bool] | None = None,
-        argon2_profile: Argon2Profile = OWASP,
         **options: Unpack[GateOptions],
     ) -> None:
         self.app = app
@@ -49,9 +41,7 @@ class MFAWsgiMiddleware:
         self.gate: Gate
         self.gate, url = gate_and_store_url(
             secret_key=secret_key, encryption_keys=encryption_keys, redis_url=redis_url,
-            keys=store.keys if store else None, prefix=prefix, policy=policy, exempt=exempt, issuer=issuer,
-            remember_days=remember_days, password_checker=password_checker, argon2_profile=argon2_profile,
-            **options,
+            keys=store.keys if store else None, **options,
         )
         self.store = store or open_store(url)
 
