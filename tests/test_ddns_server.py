@@ -27,13 +27,18 @@ HOST = "home.example.test"
 UPDATE = f"/nic/update?hostname={HOST}&myip=192.0.2.1"
 
 
-@pytest.fixture
-async def served(redis_url: str) -> AsyncIterator[tuple[UpdateServer, httpx.AsyncClient]]:
+def _alice_and_app(redis_url: str) -> UpdateServer:
+    """alice owning HOST, and the standalone server (GC left alone: this is the test run's process)."""
     store = open_store(redis_url)
     store.run(Accounts(store.keys, PasswordHasher(FAST)).create("alice", PASSWORD))
     store.run(Hosts(store.keys).add("alice", [HOST]))
     store.close()
-    app = create_app(settings(redis_url), gc_tuning=False)
+    return create_app(settings(redis_url), gc_tuning=False)
+
+
+@pytest.fixture
+async def served(redis_url: str) -> AsyncIterator[tuple[UpdateServer, httpx.AsyncClient]]:
+    app = _alice_and_app(redis_url)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://ddns.test",
             headers={"user-agent": AGENT}, auth=("alice", PASSWORD)) as client:
@@ -84,11 +89,7 @@ async def test_added_middleware_sees_update_requests(redis_url: str) -> None:
             seen.append(request.url.path)
             return await call_next(request)
 
-    store = open_store(redis_url)
-    store.run(Accounts(store.keys, PasswordHasher(FAST)).create("alice", PASSWORD))
-    store.run(Hosts(store.keys).add("alice", [HOST]))
-    store.close()
-    app = create_app(settings(redis_url), gc_tuning=False)
+    app = _alice_and_app(redis_url)
     app.add_middleware(Spy)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://ddns.test",
