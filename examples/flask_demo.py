@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, redirect, request, session
 
 from ddns_update.app import WsgiUpdateApp, build_service
+from ddns_update.flask_pages import owner_blueprint
 from ddns_update.hosts import HostRefused, Hosts
 from mfa_middleware import metrics
 from mfa_middleware.accounts import AccountExists, Accounts
@@ -38,6 +39,12 @@ def _csrf() -> str:
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(32)
     return str(session["csrf"])
+
+
+def _user(_request: Any = None) -> str | None:
+    """Who the demo's own login put in the session (also the owner page's identity hook)."""
+    user = session.get("user")
+    return str(user) if user else None
 
 
 def _login_form(error: str = "", status: int = 200) -> tuple[str, int]:
@@ -92,12 +99,14 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 
     @app.route("/")
     def home() -> Any:
-        user = session.get("user")
+        user = _user()
         if not user:
             return redirect("/login?next=/", 303)
         return _page("Home", f"""<h1>Hello, {html.escape(user)}</h1>
-<nav><a href="/mfa/security">Security</a><a href="/logout">Log out</a></nav>
+<nav><a href="/mfa/security">Security</a><a href="/account">Hosts &amp; groups</a><a href="/logout">Log out</a></nav>
 <p>You are logged in.</p>""")
+
+    app.register_blueprint(owner_blueprint(store, accounts, _user))  # /account, behind the gate like /
 
     gated = MFAWsgiMiddleware(
         app.wsgi_app, identity=flask_session(app), store=store, secret_key=settings.secret_key,

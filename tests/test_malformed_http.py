@@ -147,7 +147,8 @@ def test_flask_demo_under_waitress(own_redis: RedisServer) -> None:
     args = ["-m", "waitress", "--listen=127.0.0.1:PORT", "--threads=8", "--call", "examples.flask_demo:create_app"]
     server = _start("waitress-flask-demo", args, own_redis.url.removesuffix("/0") + "/2")
     try:
-        target = _target(server.port, GATE_PAGES, GATE_FORMS, [])
+        target = _target(server.port, [*GATE_PAGES, "/account"], [*GATE_FORMS, "/account/create", "/account/rotate"],
+                         [])
         _fuzz(server, target, seed=2)
     finally:
         server.stop()
