@@ -82,12 +82,14 @@ class Browser:
         return [f"Cookie: {self.cookie}"] if self.cookie else []
 
 
-def _measure(name: str, browser: Browser, seconds: float) -> harness.Result:
-    result = harness.peak(lambda c: harness.wrk(browser.url + "/", seconds=seconds, headers=browser.header(),
-                                                connections=c))
-    if result.errors:
-        print(f"  {name}: {result.errors} non-2xx answers", flush=True)
-    return result
+def _measure(name: str, browser: Browser, seconds: float) -> harness.AtBest:
+    def run(connections: int) -> harness.Result:
+        result = harness.wrk(browser.url + "/", seconds=seconds, headers=browser.header(), connections=connections)
+        if result.errors:
+            print(f"  {name}: {result.errors} non-2xx answers", flush=True)
+        return result
+
+    return harness.AtBest(run)
 
 
 def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[str]:
@@ -101,9 +103,9 @@ def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[
             browsers = {"bare": Browser(bare, ""), "session": Browser(plain, _cookies(plain, False, USERS[0])),
                         "gated": Browser(gated, _cookies(gated, True, USERS[0]))}
             asgi = harness.interleaved({
-                "bare hello (ASGI)": lambda: _measure("bare", browsers["bare"], seconds),
-                "app + SessionMiddleware": lambda: _measure("session", browsers["session"], seconds),
-                "app + SessionMiddleware + gate": lambda: _measure("gated", browsers["gated"], seconds),
+                "bare hello (ASGI)": _measure("bare", browsers["bare"], seconds),
+                "app + SessionMiddleware": _measure("session", browsers["session"], seconds),
+                "app + SessionMiddleware + gate": _measure("gated", browsers["gated"], seconds),
             }, rounds)
         with gunicorn_app("bench.gate_apps:flask_plain()", env) as fplain, \
                 gunicorn_app("bench.gate_apps:flask_gated()", env) as fgated:
@@ -111,8 +113,8 @@ def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[
             fbrowsers = {"plain": Browser(fplain, _cookies(fplain, False, USERS[1])),
                          "gated": Browser(fgated, _cookies(fgated, True, USERS[1]))}
             wsgi = harness.interleaved({
-                "Flask app (session login)": lambda: _measure("flask", fbrowsers["plain"], seconds),
-                "Flask app + WSGI gate": lambda: _measure("flask gated", fbrowsers["gated"], seconds),
+                "Flask app (session login)": _measure("flask", fbrowsers["plain"], seconds),
+                "Flask app + WSGI gate": _measure("flask gated", fbrowsers["gated"], seconds),
             }, rounds)
     finally:
         redis.cleanup()

@@ -29,9 +29,9 @@ CORES = os.cpu_count() or 1
 SERVER_CORE, LOAD_CORE = 0, (1 if CORES >= 2 else 0)
 RESULTS = Path(__file__).resolve().parent / "results"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))  # per wrk run
-# wrk connection counts each variant is run at; its best req/s counts (see ``peak``).
+# wrk connection counts each variant is tried at; its best is kept for the rounds (see ``AtBest``).
 LEVELS = tuple(int(c) for c in os.environ.get("BENCH_CONNECTIONS", "32,64,128").split(","))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))  # interleaved rounds; the median is kept
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))  # interleaved rounds; the median is kept
 
 
 def _pin(core: int) -> list[str]:
@@ -182,23 +182,47 @@ def peak(run: Callable[[int], Result], levels: Sequence[int] = LEVELS) -> Result
     return max((run(c) for c in levels), key=lambda r: r.rps)
 
 
+class AtBest:
+    """A measurement run at its variant's best concurrency: the first call (``interleaved``'s warm-up) tries
+    every level of ``levels`` (``peak``) and keeps the best; later calls run at that level only.
+
+    Choosing once, instead of taking the best of every level in every round, gives each round one sample
+    per variant three times as often: the machine's speed moves within seconds, so more, closer samples
+    beat the best of three spread over nine seconds.
+    """
+
+    def __init__(self, run: Callable[[int], Result], levels: Sequence[int] = LEVELS) -> None:
+        self.run, self.levels = run, levels
+        self.connections: int | None = None
+
+    def __call__(self) -> Result:
+        if self.connections is None:
+            best = peak(self.run, self.levels)
+            self.connections = best.connections
+            return best
+        return self.run(self.connections)
+
+
 def interleaved(runs: Mapping[str, Callable[[], Result]], rounds: int = ROUNDS, *, warmup: bool = True,
                 between: Callable[[], None] | None = None) -> dict[str, Result]:
-    """Run each measurement ``rounds`` times in turn (A B C A B C …) and keep the median.
+    """Run each measurement ``rounds`` times in turn and keep the median; each round starts one variant
+    later (A B C, B C A, C A B, …) so that no variant always runs first or after the same neighbour.
 
-    ``warmup`` runs each once, briefly, before the timed rounds (imports, connection pools, JIT-less
-    caches); ``between`` runs after every measurement (e.g. resetting counters that would otherwise
-    turn a long benchmark into abuse).
+    ``warmup`` runs each once before the timed rounds (imports, connection pools, caches; an ``AtBest``
+    picks its concurrency there); ``between`` runs after every measurement (e.g. resetting counters that
+    would otherwise turn a long benchmark into abuse).
     """
+    names = list(runs)
     if warmup:
         for run in runs.values():
             run()
             if between:
                 between()
     samples: dict[str, list[Result]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            samples[name].append(run())
+    for n in range(rounds):
+        shift = n % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(runs[name]())
             if between:
                 between()
             time.sleep(0.2)
