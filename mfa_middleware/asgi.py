@@ -62,7 +62,7 @@ class MFAMiddleware:
         elif not identity:
             identity = None
         if kind == "http":
-            quick = self.gate.quick(scope["path"], identity, _header(scope, b"cookie"), scope.get("scheme") == "https")
+            quick = self.gate.quick(scope["path"], identity, _cookie(scope), scope.get("scheme") == "https")
             if quick is not None:
                 scope["mfa"] = quick.mfa
                 await self.app(scope, receive, _with_cookies(send, quick) if quick.cookies else send)
@@ -99,11 +99,12 @@ class MFAMiddleware:
         )
 
 
-def _header(scope: Scope, name: bytes) -> str:
+def _cookie(scope: Scope) -> bytes:
+    """The Cookie header as sent (the gate decodes it only the first time it sees it)."""
     for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
+        if key == b"cookie":
+            return bytes(value)
+    return b""
 
 
 async def _read_body(receive: Receive) -> bytes:

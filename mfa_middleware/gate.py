@@ -75,6 +75,29 @@ class Reply:
 Decision = Pass | Reply
 
 
+class _Seen:
+    """What one Cookie header says to ``Gate.quick``: whether it holds a gate cookie, the verified ticket, and
+    for a verified session the facts to hand the app and when something next falls due (a timeout or the
+    cookie's re-issue), all of which depend on the ticket alone."""
+
+    __slots__ = ("account", "due", "epoch", "present", "ticket", "verified")
+
+    def __init__(self, present: bool, ticket: Ticket | None, sessions: Sessions | None = None) -> None:
+        self.present, self.ticket = present, ticket
+        self.account: str | None = None
+        self.epoch, self.due = -1, 0.0
+        self.verified: dict[str, Any] | None = None
+        if ticket is not None and sessions is not None and ticket.verified_at:
+            self.account, self.epoch = ticket.account, ticket.epoch
+            self.due = min(ticket.created + sessions.absolute_timeout, ticket.seen + sessions.idle_timeout,
+                           ticket.seen + sessions.refresh_after)
+            self.verified = {"account": ticket.account, "enabled": True, "verified": True,
+                             "verified_at": float(ticket.verified_at), "method": ticket.method}
+
+
+_NO_COOKIE = _Seen(False, None)
+
+
 def safe_next(target: str | None, default: str = "/") -> str:
     """Only same-site relative paths: no scheme, host, protocol-relative ``//``, backslash or control char."""
     if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
@@ -191,9 +214,9 @@ class Gate:
         self._exempt_exact = frozenset(self.exempt)
         self._exempt_prefixes = tuple(p.rstrip("/") + "/" for p in self.exempt)
         self._session_cookie = {False: cookie_name(SESSION_COOKIE, False), True: cookie_name(SESSION_COOKIE, True)}
-        # The gate cookie's value by the exact Cookie header it came in (a browser sends the same header
-        # request after request): a pure function of the header, so caching it cannot change a decision.
-        self._cookie_memo: tuple[dict[str, str | None], dict[str, str | None]] = ({}, {})  # by https
+        # What a Cookie header says (``_Seen``) by its exact text (a browser sends the same header request
+        # after request): a pure function of the header, so caching it cannot change a decision.
+        self._seen_memo: tuple[dict[str | bytes, _Seen], dict[str | bytes, _Seen]] = ({}, {})  # by https
         # What the authenticator app and the codes sheet call the account when the identity is an opaque id
         # (Django's user pk): called off the event loop, since it may query the host app's database.
         self.account_label = account_label
@@ -208,26 +231,36 @@ class Gate:
     def wants_body(self, method: str, path: str) -> bool:
         return method == "POST" and self.owns(path)
 
-    def quick(self, path: str, identity: str | None, cookie_header: str, https: bool) -> Pass | None:
+    def quick(self, path: str, identity: str | None, cookie_header: str | bytes, https: bool) -> Pass | None:
         """The common request decided locally, with no store round trip; None means "ask ``handle``".
 
         Exempt paths, anonymous requests without a gate cookie, and requests whose signed ticket matches
         the identity and the account's epoch as this instance learned it less than a second ago.
-        This runs on every request, so it is written for speed (see ``bench/profile_gate.py``).
+        This runs on every request, so it is written for speed (see ``bench/profile_gate.py``): what a
+        Cookie header says is worked out once per distinct header (``_Seen``; ``cookie_header`` as the
+        server gave it, WSGI's text or ASGI's latin-1 bytes), and a verified session whose ticket has
+        nothing due (no timeout, no re-issue) is one comparison away from its answer.
         """
         if path == self.prefix or path.startswith(self._owned_prefix):
             return None
         if path in self._exempt_exact or (self._exempt_prefixes and path.startswith(self._exempt_prefixes)):
             return Pass({"exempt": True, "verified": False, "verified_at": None})
-        raw = self._gate_cookie(cookie_header, https) if cookie_header else None
+        seen = self._seen(cookie_header, https) if cookie_header else _NO_COOKIE
         if identity is None:
-            return None if raw else Pass({"account": None, "enabled": False, "verified": False, "verified_at": None})
+            return None if seen.present else Pass({"account": None, "enabled": False, "verified": False,
+                                                   "verified_at": None})
         known = self.epochs.get(identity)
         if known is None:
             return None
+        if known[1] and seen.account == identity and seen.epoch == known[0] and seen.verified is not None \
+                and self.sessions.clock() < seen.due:
+            return Pass(dict(seen.verified), [])  # a copy: the app may change its scope["mfa"]
+        return self._decide(identity, known, seen.ticket, https)
+
+    def _decide(self, identity: str, known: tuple[int, bool], ticket: Ticket | None, https: bool) -> Pass | None:
+        """``quick`` for everything but a verified session with nothing due: timeouts, re-issue, policy."""
         epoch, enabled = known
         sessions = self.sessions
-        ticket = sessions.signed(raw) if raw else None
         now = sessions.clock()
         if ticket is not None and (now >= ticket.created + sessions.absolute_timeout
                                    or now >= ticket.seen + sessions.idle_timeout):
@@ -252,18 +285,20 @@ class Gate:
             return Pass(facts, [self.refreshed_cookie(ticket, https)])
         return Pass(facts, [])
 
-    def _gate_cookie(self, header: str, https: bool) -> str | None:
-        memo = self._cookie_memo[https]
+    def _seen(self, header: str | bytes, https: bool) -> _Seen:
+        memo = self._seen_memo[https]
         try:
             return memo[header]
         except KeyError:
             pass
-        value = cookie_value(header, self._session_cookie[https])
+        text = header if isinstance(header, str) else header.decode("latin-1")
+        raw = cookie_value(text, self._session_cookie[https])
+        seen = _Seen(raw is not None, self.sessions.signed(raw) if raw else None, self.sessions)
         if len(header) <= 4096:
             if len(memo) >= 10_000:
                 memo.clear()
-            memo[header] = value
-        return value
+            memo[header] = seen
+        return seen
 
     def refreshed_cookie(self, ticket: Ticket, https: bool) -> str:
         session = GateSession(ticket.sid, ticket.account, ticket.epoch, float(ticket.created), "",

@@ -1,0 +1,103 @@
+"""``Gate.quick``'s fast lane (a verified session with nothing due, answered from what its Cookie header says,
+worked out once per header) decides exactly as the general rules (``Gate._decide``) do, for any ticket,
+clock, policy, epoch and 2FA state; and a header remembered once is judged against the clock every time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mfa_middleware.gate import Gate, Pass, cookie_value
+from mfa_middleware.passwords import FAST
+from mfa_middleware.sessions import SESSION_COOKIE, GateSession, cookie_name
+from mfa_middleware.store import Keys
+
+SECRET = "s" * 32
+ENC = "e" * 32
+START = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _gate(policy: str, clock: Clock) -> Gate:
+    return Gate(keys=Keys(), secret_key=SECRET, encryption_keys=ENC, argon2_profile=FAST, policy=policy,
+                clock=clock)
+
+
+def _decision(result: Pass | None) -> tuple[dict[str, Any], list[str]] | None:
+    return None if result is None else (result.mfa, result.cookies)
+
+
+def _header(gate: Gate, session: GateSession, seen: float, https: bool, tamper: bool) -> str:
+    value = gate.sessions.dumps(session, seen=seen)
+    if tamper:
+        value = value[:-2] + ("AA" if not value.endswith("AA") else "BB")
+    return f"app_session=abc; {cookie_name(SESSION_COOKIE, https)}={value}; theme=dark"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    policy=st.sampled_from(["optional", "required"]),
+    enabled=st.booleans(),
+    same_account=st.booleans(),
+    epoch_delta=st.sampled_from([0, 0, 0, 1]),
+    created_ago=st.sampled_from([0.0, 10.0, 3600.0, 12 * 3600.0 - 1, 12 * 3600.0, 13 * 3600.0]),
+    seen_ago=st.sampled_from([0.0, 5.0, 59.0, 60.0, 61.0, 30 * 60.0 - 1, 30 * 60.0, 40 * 60.0]),
+    verified=st.booleans(),
+    method=st.sampled_from(["totp", "backup"]),
+    tamper=st.booleans(),
+    https=st.booleans(),
+    later=st.sampled_from([0.0, 0.4, 30.0, 61.0]),
+    as_bytes=st.booleans(),
+)
+def test_fast_lane_agrees_with_the_general_rules(policy: str, enabled: bool, same_account: bool, epoch_delta: int,
+                                                 created_ago: float, seen_ago: float, verified: bool, method: str,
+                                                 tamper: bool, https: bool, later: float, as_bytes: bool) -> None:
+    clock = Clock()
+    gate = _gate(policy, clock)
+    identity = "alice"
+    created = min(START - created_ago, START - seen_ago)
+    session = GateSession("s" * 43, identity if same_account else "mallory", 7, created, "csrf",
+                          START - seen_ago if verified else None, method if verified else "")
+    header = _header(gate, session, START - seen_ago, https, tamper)
+    for step in (0.0, later):  # the second look at the same header comes from the memo
+        clock.now += step
+        gate.epochs.put(identity, 7 + epoch_delta, enabled)
+        raw = cookie_value(header, cookie_name(SESSION_COOKIE, https))
+        ticket = gate.sessions.signed(raw)
+        known = gate.epochs.get(identity)
+        assert known is not None
+        expected = gate._decide(identity, known, ticket, https)
+        sent = header.encode("latin-1") if as_bytes else header  # ASGI's bytes, WSGI's text
+        assert _decision(gate.quick("/", identity, sent, https)) == _decision(expected)
+
+
+def test_a_remembered_header_still_times_out_and_is_reissued() -> None:
+    clock = Clock()
+    gate = _gate("optional", clock)
+    session = GateSession("s" * 43, "alice", 1, START, "csrf", START, "totp")
+    header = _header(gate, session, START, False, False)
+    gate.epochs.put("alice", 1, True)
+    first = gate.quick("/", "alice", header, False)
+    assert first is not None and first.mfa["verified"] and first.cookies == []
+    first.mfa["verified"] = False  # an app scribbling on scope["mfa"] must not change the next answer
+    again = gate.quick("/", "alice", header, False)
+    assert again is not None and again.mfa["verified"] is True
+    clock.now += gate.sessions.refresh_after  # the ticket's last-seen time is due to move: a new cookie
+    gate.epochs.put("alice", 1, True)
+    refreshed = gate.quick("/", "alice", header, False)
+    assert refreshed is not None and len(refreshed.cookies) == 1
+    clock.now += gate.sessions.idle_timeout  # idle too long: not decided locally any more
+    gate.epochs.put("alice", 1, True)
+    assert gate.quick("/", "alice", header, False) is None
+    gate.epochs.put("alice", 2, True)  # and a revoked epoch is never passed, however fresh the ticket
+    clock.now = START
+    assert gate.quick("/", "alice", header, False) is None
