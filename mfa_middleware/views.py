@@ -108,7 +108,10 @@ def backup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
 def security_page(gate: Gate, ctx: Context, notice: str = "", error: str = "", status: int = 200) -> Op[Decision]:
     session = yield from gate.ensure_session(ctx)
     st = yield from gate.twofactor.status(ctx.account)
-    return gate.html("mfa_security.html", status, csrf=session.csrf, st=st, notice=notice, error=error)
+    # New codes sealed in this session but never displayed (the redirect to them was cut off, or the user
+    # typed another address): say so, or they would only learn it when they need a code.
+    return gate.html("mfa_security.html", status, csrf=session.csrf, st=st, notice=notice, error=error,
+                     codes_waiting=bool(session.codes))
 
 
 def setup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:

@@ -156,3 +156,18 @@ async def test_trust_this_browser_until_regenerate(kind: str, redis_url: str) ->
     await b.logout()
     await b.login("ivy")
     assert (await b.get("/")).status_code == 303, "regenerate must revoke trusted browsers"
+
+
+async def test_codes_never_displayed_are_announced_on_the_security_page(kind: str, redis_url: str) -> None:
+    """The redirect to the codes after regenerate never followed: the security page says they are waiting,
+    the link shows them once, and the notice goes away."""
+    site = Site(kind, redis_url)
+    b, _ = await site.new_user("dora")
+    page = (await b.get("/mfa/security")).text
+    assert "data-codes-waiting" not in page  # enroll() displayed them
+    r = await b.form("/mfa/regenerate", {"password": PASSWORD}, page="/mfa/security")
+    assert r.status_code == 303 and r.headers["location"] == "/mfa/backup-codes"
+    page = (await b.get("/mfa/security")).text  # the user went elsewhere instead
+    assert "data-codes-waiting" in page and 'href="/mfa/backup-codes"' in page
+    assert len(backup_codes_of((await b.get("/mfa/backup-codes")).text)) == 10
+    assert "data-codes-waiting" not in (await b.get("/mfa/security")).text
