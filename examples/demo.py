@@ -27,7 +27,7 @@ from mfa_middleware.asgi import MFAMiddleware
 from mfa_middleware.config import Settings
 from mfa_middleware.crypto import constant_time_equals
 from mfa_middleware.passwords import PasswordHasher
-from mfa_middleware.store import AsyncStore, MemoryStore, open_async_store
+from mfa_middleware.store import AsyncStore, MemoryStore, StoreError, open_async_store
 
 log = logging.getLogger("examples.demo")
 DEMO_USER, DEMO_PASSWORD, DEMO_HOST = "demo", "demo-password", "demo.example.test"
@@ -90,7 +90,13 @@ async def login(request: Request) -> Response:
         return login_form(request, "Your session expired; please try again.", 400)
     accounts: Accounts = request.app.state.accounts
     store: AsyncStore = request.app.state.store
-    account = await store.run(accounts.authenticate(str(form.get("username", "")), str(form.get("password", ""))))
+    try:
+        account = await store.run(accounts.authenticate(str(form.get("username", "")),
+                                                        str(form.get("password", ""))))
+    except StoreError as exc:  # fail closed like the gate: nobody logs in while the store is away, and no 500
+        log.error("login unavailable: %s", exc)
+        return page("Temporarily unavailable", '<p role="alert">Sign-in is unavailable right now. '
+                    "Please try again in a minute.</p>", 503)
     if account is None:
         return login_form(request, "Wrong username or password.", 401)
     request.session.clear()

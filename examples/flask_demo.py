@@ -23,7 +23,7 @@ from mfa_middleware.config import Settings
 from mfa_middleware.crypto import constant_time_equals
 from mfa_middleware.identity import flask_session
 from mfa_middleware.passwords import OWASP, Argon2Profile, PasswordHasher
-from mfa_middleware.store import MemoryStore, Store, open_store
+from mfa_middleware.store import MemoryStore, Store, StoreError, open_store
 from mfa_middleware.wsgi import MFAWsgiMiddleware
 
 from .demo import DEMO_HOST, DEMO_PASSWORD, DEMO_USER, PAGE, login_body, safe_next, start
@@ -81,8 +81,13 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         expected = session.get("csrf")
         if not expected or not constant_time_equals(expected, request.form.get("csrf_token", "")):
             return _login_form("Your session expired; please try again.", 400)
-        account = store.run(accounts.authenticate(request.form.get("username", ""),
-                                                  request.form.get("password", "")))
+        try:
+            account = store.run(accounts.authenticate(request.form.get("username", ""),
+                                                      request.form.get("password", "")))
+        except StoreError as exc:  # fail closed like the gate: nobody logs in while the store is away, no 500
+            log.error("login unavailable: %s", exc)
+            return _page("Temporarily unavailable", '<p role="alert">Sign-in is unavailable right now. '
+                         "Please try again in a minute.</p>", 503)
         if account is None:
             return _login_form("Wrong username or password.", 401)
         session.clear()

@@ -199,15 +199,18 @@ class RedisCluster:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
+    def _node(self, port: int) -> subprocess.Popen[bytes]:
+        node = self.dir / str(port)
+        node.mkdir(exist_ok=True)
+        return subprocess.Popen(
+            [self.exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node), "--save", "",
+             "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", str(node / "nodes.conf"),
+             "--cluster-node-timeout", "2000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def start(self) -> RedisCluster:
         for port in self.ports:
-            node = self.dir / str(port)
-            node.mkdir()
-            self.procs.append(subprocess.Popen(
-                [self.exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node), "--save", "",
-                 "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", str(node / "nodes.conf"),
-                 "--cluster-node-timeout", "2000"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(self._node(port))
         for port in self.ports:
             wait_for_port(port)
         subprocess.run([self.cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
@@ -220,6 +223,20 @@ class RedisCluster:
                 return self
             time.sleep(0.1)
         raise RuntimeError("the cluster did not reach cluster_state:ok")
+
+    def kill_node(self, i: int) -> None:
+        """Crash node ``i`` (SIGKILL): no persistence, so its keys are gone for good."""
+        self.procs[i].kill()
+        self.procs[i].wait()
+
+    def signal_node(self, i: int, sig: int) -> None:
+        """e.g. SIGSTOP (a hung node: connections open, nothing answers) and SIGCONT."""
+        os.kill(self.procs[i].pid, sig)
+
+    def restart_node(self, i: int) -> None:
+        """Start a killed node again on its port with its cluster config file: it rejoins with its slots."""
+        self.procs[i] = self._node(self.ports[i])
+        wait_for_port(self.ports[i])
 
     def cleanup(self) -> None:
         stop_process(*self.procs)

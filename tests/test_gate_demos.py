@@ -53,3 +53,18 @@ async def test_starlette_demo_gate(redis_url: str, use_redis: bool) -> None:
             assert r.status_code == 200 and "<svg" in r.text
             r = await c.get("/mfa/security", headers={"Accept": "application/json"})
             assert r.status_code == 200
+
+
+def test_flask_demo_login_fails_closed_without_its_store() -> None:
+    """Redis away (nothing listens on its port): the login form answers 503, not a 500, and nobody is let in."""
+    from examples.flask_demo import create_app
+    from tests.servers import free_port
+
+    settings = Settings(secret_key="s" * 32, encryption_keys=("e" * 32,), demo_seed=False,
+                        redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    app = create_app(settings, argon2_profile=FAST)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as c:
+        token = _csrf(c.get("/login").text)
+        r = c.post("/login", data={"username": "demo", "password": "demo-password", "csrf_token": token})
+        assert r.status_code == 503 and "Sign-in is unavailable" in r.text
+        assert c.get("/", follow_redirects=False).status_code == 303  # still to the login page

@@ -26,6 +26,12 @@ from .url import StoreSpec, build_client
 
 log = logging.getLogger("mfa_middleware.store")
 _UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ClusterDownError, OSError)
+# What redis-py lets out, instead of a ConnectionError, when a connection is closed under a command: the
+# cluster client closes *every* connection when a node answers CLUSTERDOWN, while other requests are still
+# using them (uvloop: RuntimeError "handler is closed"; asyncio: AttributeError on the dropped writer,
+# TypeError on Python 3.12, redis/redis-py#4287); and RedisClusterException (no node reachable, slots not
+# covered) is not a RedisError. The store failed all the same: fail closed, never a 500.
+_LEAKED = (rex.RedisClusterException, RuntimeError, AttributeError, TypeError)
 
 
 @contextmanager
@@ -35,16 +41,18 @@ def _translated() -> Iterator[None]:
         yield
     except rex.NoScriptError:
         raise
+    except _UNAVAILABLE as exc:  # before ResponseError: CLUSTERDOWN and MASTERDOWN are ResponseErrors too
+        raise StoreUnavailable(f"store unreachable: {exc}") from exc
     except rex.ResponseError as exc:
         # NOREPLICAS: a primary configured with min-replicas-to-write that lost its replicas (cut off, or
         # an old primary after a Sentinel failover): fail closed like a store that is away.
         if any(code in str(exc) for code in ("BUSY", "LOADING", "MASTERDOWN", "NOREPLICAS")):
             raise StoreUnavailable(str(exc)) from exc
         raise StoreResponseError(str(exc)) from exc
-    except _UNAVAILABLE as exc:
-        raise StoreUnavailable(f"store unreachable: {exc}") from exc
     except rex.RedisError as exc:
         raise StoreUnavailable(f"store error: {exc}") from exc
+    except _LEAKED as exc:
+        raise StoreUnavailable(f"store connection failed: {type(exc).__name__}: {exc}") from exc
 
 
 # How often a Sentinel client asks the Sentinels who the primary is (one small request to one Sentinel).

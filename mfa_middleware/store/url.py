@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -132,6 +133,19 @@ def retry_policy(module: ModuleType, retries: int = 1) -> Any:
     return retry_mod.Retry(backoff.NoBackoff(), retries, supported_errors=(exceptions.ConnectionError,))
 
 
+@functools.cache
+def _cluster_class(module: ModuleType) -> Any:
+    """redis-py's cluster client retries a command that timed out (TimeoutError is in its ERRORS_ALLOW_RETRY,
+    whatever the Retry object allows): a hung master cost each request on its slots three socket timeouts
+    and a slot-map refresh, over 3 s. Ours retries as ``retry_policy`` says: after a broken connection
+    (and CLUSTERDOWN, a failover in progress), never after a timeout. A timeout still has the slot map
+    re-read before the next command, so a moved slot is found all the same."""
+    base = module.RedisCluster
+    timeout = importlib.import_module("redis.exceptions").TimeoutError
+    retried = tuple(e for e in base.ERRORS_ALLOW_RETRY if e is not timeout)
+    return type(base.__name__, (base,), {"ERRORS_ALLOW_RETRY": retried, "__module__": __name__})
+
+
 def build_client(spec: StoreSpec, module: ModuleType) -> Any:
     """Build a client with ``module`` = ``redis`` (blocking) or ``redis.asyncio``.
 
@@ -150,8 +164,8 @@ def build_client(spec: StoreSpec, module: ModuleType) -> Any:
         # The cluster client's own retry re-reads the slot map after a connection error (a failed-over
         # primary); MOVED/ASK redirections are followed apart from it.
         startup = [module.cluster.ClusterNode(h, p) for h, p in spec.nodes]
-        return module.RedisCluster(startup_nodes=startup, ssl=spec.tls, retry=retry_policy(module, 2),
-                                   **auth, **common)
+        return _cluster_class(module)(startup_nodes=startup, ssl=spec.tls, retry=retry_policy(module, 2),
+                                      **auth, **common)
     sentinel = module.sentinel.Sentinel(
         list(spec.nodes), sentinel_kwargs={**options, "decode_responses": True}, **options
     )
