@@ -20,7 +20,7 @@ from bench import harness
 from mfa_middleware.accounts import Accounts
 from mfa_middleware.passwords import FAST, PasswordHasher
 from mfa_middleware.store import open_store
-from tests.servers import RedisServer, free_port
+from tests.servers import free_port
 
 PASSWORD = "bench-password-1"
 USERS = ("bench-asgi", "bench-wsgi")  # 2FA gets enrolled once per user
@@ -93,8 +93,7 @@ def _measure(name: str, browser: Browser, seconds: float) -> harness.AtBest:
 
 
 def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[str]:
-    redis = RedisServer().start()
-    try:
+    with harness.redis_server() as redis:  # pinned to the load core, as in the other benchmarks
         env = {"REDIS_URL": redis.url}
         _seed_accounts(redis.url)
         with harness.uvicorn_app("bench.gate_apps:bare", env) as bare, \
@@ -116,8 +115,6 @@ def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[
                 "Flask app (session login)": _measure("flask", fbrowsers["plain"], seconds),
                 "Flask app + WSGI gate": _measure("flask gated", fbrowsers["gated"], seconds),
             }, rounds)
-    finally:
-        redis.cleanup()
     print("\nGate overhead, ASGI (Starlette + uvicorn), verified session:")
     print(harness.table(asgi, "app + SessionMiddleware"))
     print("\nGate overhead, WSGI (Flask + gunicorn gthread), verified session:")
