@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import httpx
@@ -26,9 +26,9 @@ PASSWORD = "bench-password-1"
 USERS = ("bench-asgi", "bench-wsgi")  # 2FA gets enrolled once per user
 
 
-def _seed_accounts(url: str) -> None:
+def _seed_accounts(url: str, users: Sequence[str] = USERS) -> None:
     store = open_store(url)
-    for user in USERS:
+    for user in users:
         store.run(Accounts(store.keys, PasswordHasher(FAST)).create(user, PASSWORD))
     store.close()
 

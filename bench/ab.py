@@ -1,0 +1,87 @@
+"""Dev tool: A/B any ASGI factories under uvicorn, side by side, in rotated rounds; not run by ``make bench``.
+
+``.venv/bin/python bench/ab.py FACTORY [FACTORY ...] [--path /] [--cookie-from gate] [--rounds 8]``
+
+Each ``module:factory`` is served by its own uvicorn (pinned to core 0, as in ``make bench``); wrk drives
+each for 3 s per round at ``--connections``, the order rotated every round, and the table prints each
+server's median req/s, ratio to the first, and its user and system CPU µs per request (from ``/proc``).
+Variants of an app written in a scratch module (on ``PYTHONPATH``) answer "what does this change cost in
+the served app": the gate's fast lane and the cost of ``Gate.quick`` inside a loaded server were measured
+this way (bench/README.md). ``--cookie-from gate`` logs each server in as a fresh user of
+``bench.gate_apps`` (enrolling 2FA when the factory's name contains "gated") and replays its cookies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import gate_overhead, harness
+from tests.servers import RedisServer
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
+
+
+def _pid(url: str) -> int:
+    port = url.rsplit(":", 1)[1]
+    out = subprocess.run(["ss", "-ltnp", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return int(out.split("pid=")[1].split(",")[0])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("factories", nargs="+", help="module:factory, e.g. bench.gate_apps:gated")
+    parser.add_argument("--path", default="/")
+    parser.add_argument("--cookie-from", choices=("none", "gate"), default="none")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args(argv)
+    redis = RedisServer().start()
+    try:
+        env = {"REDIS_URL": redis.url}
+        names = list(dict.fromkeys(args.factories))
+        users = [f"ab-user-{i}" for i in range(len(names))]
+        gate_overhead._seed_accounts(redis.url, users)
+        with ExitStack() as stack:
+            urls = {name: stack.enter_context(harness.uvicorn_app(name, env)) for name in names}
+            browsers = {name: gate_overhead.Browser(url, gate_overhead._cookies(
+                url, "gated" in name, users[i]) if args.cookie_from == "gate" else "")
+                for i, (name, url) in enumerate(urls.items())}
+            pids = {name: _pid(url) for name, url in urls.items()}
+            samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
+            for n in range(args.rounds + 1):  # round 0 warms up and is not kept
+                for name in names[n % len(names):] + names[:n % len(names)]:
+                    user0, sys0 = _cpu(pids[name])
+                    r = harness.wrk(urls[name] + args.path, seconds=args.seconds, connections=args.connections,
+                                    headers=browsers[name].header())
+                    user1, sys1 = _cpu(pids[name])
+                    if n and r.requests:
+                        samples[name].append((r.rps, (user1 - user0) / r.requests * 1e6,
+                                              (sys1 - sys0) / r.requests * 1e6))
+    finally:
+        redis.cleanup()
+    base = statistics.median(s[0] for s in samples[names[0]])
+    print(f"{'factory':<40} {'req/s':>8} {'ratio':>6} {'user us/req':>12} {'sys us/req':>11}")
+    for name, rows in samples.items():
+        rps, user, system = (statistics.median(row[i] for row in rows) for i in range(3))
+        print(f"{name:<40} {rps:>8.0f} {rps / base:>6.3f} {user:>12.1f} {system:>11.1f}")
+
+
+if __name__ == "__main__":
+    main()
