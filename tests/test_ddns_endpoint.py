@@ -242,6 +242,36 @@ async def test_trusted_proxy_on_and_off(redis_url: str, adapter: str) -> None:
         await on.close()
 
 
+async def test_asgi_reads_headers_whatever_their_case_and_joins_repeated_ones(redis_url: str) -> None:
+    """ASGI servers should lower-case header names but need not: the endpoint reads mixed-case ones too, and
+    a proxy chain's repeated X-Forwarded-For lines are joined in order (the last trusted hop decides)."""
+    import base64
+
+    from ddns_update.app import UpdateEndpoint
+
+    site = Site(redis_url, "asgi", policy=UpdatePolicy(trusted_proxies=tuple(parse_trusted_proxies("127.0.0.0/8"))))
+    site.account(hosts=[A])
+    app = UpdateEndpoint(site.service, site.async_store)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    auth = b"Basic " + base64.b64encode(f"alice:{PASSWORD}".encode())
+    scope = {"type": "http", "method": "GET", "path": "/nic/update", "query_string": f"hostname={A}".encode(),
+             "client": ("127.0.0.1", 5000), "headers": [
+                 (b"Host", b"ddns.test"), (b"Authorization", auth), (b"User-Agent", AGENT.encode()),
+                 (b"X-Forwarded-For", b"198.51.100.9"), (b"x-forwarded-for", b"127.0.0.2")]}
+    try:
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 200 and sent[1]["body"] == b"good 198.51.100.9\n"
+    finally:
+        await site.close()
+
+
 # ----------------------------------------------------------------------------- abuse
 
 
