@@ -1,6 +1,7 @@
 """Dev tool: A/B any ASGI factories under uvicorn, side by side, in rotated rounds; not run by ``make bench``.
 
 ``.venv/bin/python bench/ab.py FACTORY [FACTORY ...] [--path /] [--cookie-from gate] [--rounds 8]``
+``.venv/bin/python bench/ab.py bench.apps:update_endpoint scratch:variant --update nochg``
 
 Each ``module:factory`` is served by its own uvicorn (pinned to core 0, as in ``make bench``); wrk drives
 each for 3 s per round at ``--connections``, the order rotated every round, and the table prints each
@@ -9,11 +10,14 @@ Variants of an app written in a scratch module (on ``PYTHONPATH``) answer "what 
 the served app": the gate's fast lane and the cost of ``Gate.quick`` inside a loaded server were measured
 this way (bench/README.md). ``--cookie-from gate`` logs each server in as a fresh user of
 ``bench.gate_apps`` (enrolling 2FA when the factory's name contains "gated") and replays its cookies.
+``--update nochg|good`` loads ``bench.update_endpoint``'s two pools of 10k hosts and sends its authenticated
+``/nic/update`` requests (``bench/updates.lua``) instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -21,10 +25,13 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+import redis as redis_client
+
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import gate_overhead, harness
+from bench import gate_overhead, harness, update_endpoint
+from bench.load_hosts import Plan, load, server_env
 from tests.servers import RedisServer
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -51,10 +58,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--update", choices=("nochg", "good"), help="drive /nic/update with bench/updates.lua")
     args = parser.parse_args(argv)
     redis = RedisServer().start()
     try:
         env = {"REDIS_URL": redis.url}
+        pools = [str(update_endpoint.POOL_ACCOUNTS), str(update_endpoint.HOSTS_PER_ACCOUNT)]
+        if args.update:
+            load(Plan(redis.url, 2 * update_endpoint.POOL_ACCOUNTS, update_endpoint.HOSTS_PER_ACCOUNT))
+            env = server_env(redis.url)
         names = list(dict.fromkeys(args.factories))
         users = [f"ab-user-{i}" for i in range(len(names))]
         gate_overhead._seed_accounts(redis.url, users)
@@ -64,13 +76,24 @@ def main(argv: list[str] | None = None) -> None:
                 url, "gated" in name, users[i]) if args.cookie_from == "gate" else "")
                 for i, (name, url) in enumerate(urls.items())}
             pids = {name: _pid(url) for name, url in urls.items()}
+            client = redis_client.Redis.from_url(redis.url)
+            seeds = itertools.count(1)
             samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
             for n in range(args.rounds + 1):  # round 0 warms up and is not kept
                 for name in names[n % len(names):] + names[:n % len(names)]:
                     user0, sys0 = _cpu(pids[name])
-                    r = harness.wrk(urls[name] + args.path, seconds=args.seconds, connections=args.connections,
-                                    headers=browsers[name].header())
+                    if args.update:  # a new seed every run: the good pool gets new addresses each time
+                        first = "0" if args.update == "nochg" else pools[0]
+                        r = harness.wrk(urls[name] + "/nic/update", seconds=args.seconds,
+                                        connections=args.connections, script=update_endpoint.LUA,
+                                        args=[args.update, first, *pools, str(next(seeds))])
+                        update_endpoint.reset_counters(client)
+                    else:
+                        r = harness.wrk(urls[name] + args.path, seconds=args.seconds,
+                                        connections=args.connections, headers=browsers[name].header())
                     user1, sys1 = _cpu(pids[name])
+                    if r.wrong or r.errors:
+                        print(f"warning: {name}: {r.wrong} wrong answers, {r.errors} errors", flush=True)
                     if n and r.requests:
                         samples[name].append((r.rps, (user1 - user0) / r.requests * 1e6,
                                               (sys1 - sys0) / r.requests * 1e6))

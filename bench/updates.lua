@@ -21,7 +21,8 @@ local function b64(data)
 end
 
 local mode, first, accounts, per, seed, order, password
-local pool, n, wrong = 0, 0, 0
+local pool, n = 0, 0
+wrong = 0  -- a global: done() reads it from each thread with t:get('wrong'), which sees no locals
 local auth = {}
 local threads = {}
 
