@@ -56,6 +56,11 @@ def csrf_ok(request: Request, submitted: Any) -> bool:
     return bool(expected) and isinstance(submitted, str) and constant_time_equals(expected, submitted)
 
 
+# The login form's answer while the store is away: nobody logs in (fail closed, as the gate does), no 500.
+UNAVAILABLE = ("Temporarily unavailable",
+               '<p role="alert">Sign-in is unavailable right now. Please try again in a minute.</p>')
+
+
 def login_body(action: str, csrf_field: str, csrf_value: str, error: str = "") -> str:
     """The demos' login form (every framework's demo renders this one): fields ``username``, ``password``."""
     err = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
@@ -93,10 +98,9 @@ async def login(request: Request) -> Response:
     try:
         account = await store.run(accounts.authenticate(str(form.get("username", "")),
                                                         str(form.get("password", ""))))
-    except StoreError as exc:  # fail closed like the gate: nobody logs in while the store is away, and no 500
+    except StoreError as exc:
         log.error("login unavailable: %s", exc)
-        return page("Temporarily unavailable", '<p role="alert">Sign-in is unavailable right now. '
-                    "Please try again in a minute.</p>", 503)
+        return page(*UNAVAILABLE, 503)
     if account is None:
         return login_form(request, "Wrong username or password.", 401)
     request.session.clear()

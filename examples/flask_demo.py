@@ -26,7 +26,7 @@ from mfa_middleware.passwords import OWASP, Argon2Profile, PasswordHasher
 from mfa_middleware.store import MemoryStore, Store, StoreError, open_store
 from mfa_middleware.wsgi import MFAWsgiMiddleware
 
-from .demo import DEMO_HOST, DEMO_PASSWORD, DEMO_USER, PAGE, login_body, safe_next, start
+from .demo import DEMO_HOST, DEMO_PASSWORD, DEMO_USER, PAGE, UNAVAILABLE, login_body, safe_next, start
 
 log = logging.getLogger("examples.flask_demo")
 
@@ -84,10 +84,9 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         try:
             account = store.run(accounts.authenticate(request.form.get("username", ""),
                                                       request.form.get("password", "")))
-        except StoreError as exc:  # fail closed like the gate: nobody logs in while the store is away, no 500
+        except StoreError as exc:
             log.error("login unavailable: %s", exc)
-            return _page("Temporarily unavailable", '<p role="alert">Sign-in is unavailable right now. '
-                         "Please try again in a minute.</p>", 503)
+            return _page(*UNAVAILABLE, 503)
         if account is None:
             return _login_form("Wrong username or password.", 401)
         session.clear()
