@@ -60,45 +60,46 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--update", choices=("nochg", "good"), help="drive /nic/update with bench/updates.lua")
     args = parser.parse_args(argv)
-    redis = RedisServer().start()
-    try:
-        env = {"REDIS_URL": redis.url}
-        pools = [str(update_endpoint.POOL_ACCOUNTS), str(update_endpoint.HOSTS_PER_ACCOUNT)]
-        if args.update:
-            load(Plan(redis.url, 2 * update_endpoint.POOL_ACCOUNTS, update_endpoint.HOSTS_PER_ACCOUNT))
-            env = server_env(redis.url)
-        names = list(dict.fromkeys(args.factories))
-        users = [f"ab-user-{i}" for i in range(len(names))]
-        gate_overhead._seed_accounts(redis.url, users)
-        with ExitStack() as stack:
-            urls = {name: stack.enter_context(harness.uvicorn_app(name, env)) for name in names}
-            browsers = {name: gate_overhead.Browser(url, gate_overhead._cookies(
-                url, "gated" in name, users[i]) if args.cookie_from == "gate" else "")
-                for i, (name, url) in enumerate(urls.items())}
-            pids = {name: _pid(url) for name, url in urls.items()}
-            client = redis_client.Redis.from_url(redis.url)
-            seeds = itertools.count(1)
-            samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
-            for n in range(args.rounds + 1):  # round 0 warms up and is not kept
-                for name in names[n % len(names):] + names[:n % len(names)]:
-                    user0, sys0 = _cpu(pids[name])
-                    if args.update:  # a new seed every run: the good pool gets new addresses each time
-                        first = "0" if args.update == "nochg" else pools[0]
-                        r = harness.wrk(urls[name] + "/nic/update", seconds=args.seconds,
-                                        connections=args.connections, script=update_endpoint.LUA,
-                                        args=[args.update, first, *pools, str(next(seeds))])
-                        update_endpoint.reset_counters(client)
-                    else:
-                        r = harness.wrk(urls[name] + args.path, seconds=args.seconds,
-                                        connections=args.connections, headers=browsers[name].header())
-                    user1, sys1 = _cpu(pids[name])
-                    if r.wrong or r.errors:
-                        print(f"warning: {name}: {r.wrong} wrong answers, {r.errors} errors", flush=True)
-                    if n and r.requests:
-                        samples[name].append((r.rps, (user1 - user0) / r.requests * 1e6,
-                                              (sys1 - sys0) / r.requests * 1e6))
-    finally:
-        redis.cleanup()
+    with harness.redis_server() as redis:  # pinned to the load core, as in make bench
+        _run(args, redis)
+
+
+def _run(args: argparse.Namespace, redis: RedisServer) -> None:
+    env = {"REDIS_URL": redis.url}
+    pools = [str(update_endpoint.POOL_ACCOUNTS), str(update_endpoint.HOSTS_PER_ACCOUNT)]
+    if args.update:
+        load(Plan(redis.url, 2 * update_endpoint.POOL_ACCOUNTS, update_endpoint.HOSTS_PER_ACCOUNT))
+        env = server_env(redis.url)
+    names = list(dict.fromkeys(args.factories))
+    users = [f"ab-user-{i}" for i in range(len(names))]
+    gate_overhead._seed_accounts(redis.url, users)
+    with ExitStack() as stack:
+        urls = {name: stack.enter_context(harness.uvicorn_app(name, env)) for name in names}
+        browsers = {name: gate_overhead.Browser(url, gate_overhead._cookies(
+            url, "gated" in name, users[i]) if args.cookie_from == "gate" else "")
+            for i, (name, url) in enumerate(urls.items())}
+        pids = {name: _pid(url) for name, url in urls.items()}
+        client = redis_client.Redis.from_url(redis.url)
+        seeds = itertools.count(1)
+        samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
+        for n in range(args.rounds + 1):  # round 0 warms up and is not kept
+            for name in names[n % len(names):] + names[:n % len(names)]:
+                user0, sys0 = _cpu(pids[name])
+                if args.update:  # a new seed every run: the good pool gets new addresses each time
+                    first = "0" if args.update == "nochg" else pools[0]
+                    r = harness.wrk(urls[name] + "/nic/update", seconds=args.seconds,
+                                    connections=args.connections, script=update_endpoint.LUA,
+                                    args=[args.update, first, *pools, str(next(seeds))])
+                    update_endpoint.reset_counters(client)
+                else:
+                    r = harness.wrk(urls[name] + args.path, seconds=args.seconds,
+                                    connections=args.connections, headers=browsers[name].header())
+                user1, sys1 = _cpu(pids[name])
+                if r.wrong or r.errors:
+                    print(f"warning: {name}: {r.wrong} wrong answers, {r.errors} errors", flush=True)
+                if n and r.requests:
+                    samples[name].append((r.rps, (user1 - user0) / r.requests * 1e6,
+                                          (sys1 - sys0) / r.requests * 1e6))
     base = statistics.median(s[0] for s in samples[names[0]])
     print(f"{'factory':<40} {'req/s':>8} {'ratio':>6} {'user us/req':>12} {'sys us/req':>11}")
     for name, rows in samples.items():

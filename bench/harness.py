@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -55,6 +56,7 @@ class Result:
     cpu_us: float = 0.0  # the server's CPU time (user + system, all its processes) per request
     busy: float = 0.0  # the server's CPU time / wall time: 1.0 is its core saturated
     connections: int = 0  # wrk's concurrent connections
+    load_us: float = 0.0  # the load generator's (wrk's) CPU time per request: it shares a core with Redis
 
 
 @contextmanager
@@ -153,7 +155,9 @@ def wrk(url: str, *, seconds: float = SECONDS, connections: int = 32, headers: S
         cmd += ["--", *args]
     server = next((pid for base, pid in _SERVERS.items() if url.startswith(base + "/") or url == base), None)
     cpu_before, started = (server_cpu(server) if server else 0.0), time.perf_counter()
+    load_before = _children_cpu()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    load = _children_cpu() - load_before
     cpu = (server_cpu(server) - cpu_before) if server else 0.0
     wall = time.perf_counter() - started
     m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -169,7 +173,14 @@ def wrk(url: str, *, seconds: float = SECONDS, connections: int = 32, headers: S
         cpu_us=cpu / requests * 1e6 if requests else 0.0,
         busy=cpu / wall if wall else 0.0,
         connections=connections,
+        load_us=load / requests * 1e6 if requests else 0.0,
     )
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's children that have been waited for (wrk's runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak(run: Callable[[int], Result], levels: Sequence[int] = LEVELS) -> Result:
@@ -242,6 +253,7 @@ def _median(results: list[Result]) -> Result:
         statistics.median(r.cpu_us for r in results),
         statistics.median(r.busy for r in results),
         middle.connections,
+        statistics.median(r.load_us for r in results),
     )
 
 
@@ -252,11 +264,12 @@ def table(results: Mapping[str, Result], baseline: str) -> str:
     (a server waiting on Redis with its core idle)."""
     base, base_cpu = results[baseline].rps, results[baseline].cpu_us
     lines = [f"{'variant':<30} {'req/s':>9} {'conns':>5} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7} {'non-2xx':>8} "
-             f"{'wrong':>6} {'cpu us/req':>11} {'busy':>5} {'cpu ratio':>9}"]
+             f"{'wrong':>6} {'cpu us/req':>11} {'busy':>5} {'cpu ratio':>9} {'wrk us/req':>10}"]
     for name, r in results.items():
         cpu_ratio = f"{base_cpu / r.cpu_us:>9.3f}" if r.cpu_us and base_cpu else f"{'-':>9}"
         lines.append(f"{name:<30} {r.rps:>9.0f} {r.connections:>5} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
-                     f"{r.rps / base:>7.3f} {r.errors:>8} {r.wrong:>6} {r.cpu_us:>11.1f} {r.busy:>5.0%} {cpu_ratio}")
+                     f"{r.rps / base:>7.3f} {r.errors:>8} {r.wrong:>6} {r.cpu_us:>11.1f} {r.busy:>5.0%} {cpu_ratio} "
+                     f"{r.load_us:>10.1f}")
     return "\n".join(lines)
 
 

@@ -45,7 +45,6 @@ from mfa_middleware.store.effects import Eval, Offload
 log = logging.getLogger("ddns_update")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f|]")
 MAX_AGENT_CHARS = 120  # kept per history entry; full agents go to the access log, not the store
-STEP_KEYS_LIMIT = 100_000  # accounts (and groups) whose UPDATE key names are remembered per process
 
 
 @dataclass(frozen=True)
@@ -114,8 +113,6 @@ class UpdateService:
         self.credentials = credentials
         self.backend: DnsBackend = backend or StoreOnlyBackend()
         self.policy = policy or UpdatePolicy()
-        # UPDATE's key names and history prefix per (account, group): they only depend on those two.
-        self._step_keys: dict[tuple[str, str | None], tuple[tuple[str, ...], str]] = {}
 
     @property
     def policy(self) -> UpdatePolicy:
@@ -203,17 +200,15 @@ class UpdateService:
         return Eval(UPDATE, keys, args)
 
     def _account_keys(self, login: Login) -> tuple[tuple[str, ...], str]:
-        """UPDATE's KEYS and the history prefix for ``login``'s account (and group)."""
-        found = self._step_keys.get((login.account_id, login.group))
-        if found is None:
-            k, acct = self.keys.account, login.account_id
-            keys = (k(acct), hosts_key(self.keys, acct), k(acct, "cred"), self.credentials.group_key(login),
-                    k(acct, "abuse"), k(acct, "nochg"), k(acct, "faults"))
-            found = (keys, history_prefix(self.keys, acct))
-            if len(self._step_keys) >= STEP_KEYS_LIMIT:
-                self._step_keys.clear()
-            self._step_keys[(login.account_id, login.group)] = found
-        return found
+        """UPDATE's KEYS and the history prefix for ``login``'s account (and group).
+
+        Built per update, not remembered per account: a cache of them held tracked tuples that the garbage
+        collector walked again and again at 100,000 accounts (see ``Credentials``); the strings cost less.
+        """
+        base = self.keys.account(login.account_id, "")
+        group = base + "group:" + login.group if login.group else base + "account"
+        return (base + "account", base + "hosts", base + "cred", group, base + "abuse", base + "nochg",
+                base + "faults"), base + "hist:"
 
     def _finish(self, login: Login, result: list[Any], end: int, target: _Target) -> Op[UpdateReply]:
         flat = result[end:]
