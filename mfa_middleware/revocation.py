@@ -21,16 +21,6 @@ import time
 from collections.abc import Callable
 
 
-class _Entry:
-    __slots__ = ("claimed", "enabled", "epoch", "learned")
-
-    def __init__(self, epoch: int, enabled: bool, learned: float) -> None:
-        self.epoch = epoch
-        self.enabled = enabled
-        self.learned = learned
-        self.claimed = float("-inf")  # when a refresh was last handed out
-
-
 class EpochCache:
     def __init__(self, ttl: float = 1.0, max_entries: int = 100_000,
                  clock: Callable[[], float] = time.monotonic, refresh_at: float = 0.8) -> None:
@@ -38,14 +28,19 @@ class EpochCache:
         self.max_entries = max_entries
         self.clock = clock
         self.soft_ttl = ttl * refresh_at
-        self._entries: dict[str, _Entry] = {}
+        # account -> ((epoch, enabled), when learned). Plain tuples of numbers, which the garbage collector
+        # stops tracking once it has seen them: an instance may hold 100,000 entries, and tracked ones (an
+        # object per entry) would be walked by every full collection of the host app. ``get`` hands out the
+        # inner tuple itself, so a lookup makes nothing.
+        self._entries: dict[str, tuple[tuple[int, bool], float]] = {}
+        self._claims: dict[str, float] = {}  # account -> when its refresh was last handed out
         self._lock = threading.Lock()  # WSGI servers call from many threads
 
     def get(self, account: str) -> tuple[int, bool] | None:
         entry = self._entries.get(account)
         if entry is None:
             return None
-        age = self.clock() - entry.learned
+        age = self.clock() - entry[1]
         if age > self.soft_ttl:
             if age > self.ttl:
                 return None
@@ -53,23 +48,26 @@ class EpochCache:
                 # One refresh per entry at a time; one whose caller never came back (an error, a
                 # cancelled request) is handed out again after a tenth of the ttl.
                 now = self.clock()
-                if now - entry.claimed > self.ttl / 10:
-                    entry.claimed = now
+                if now - self._claims.get(account, float("-inf")) > self.ttl / 10:
+                    self._claims[account] = now
                     return None
-        return entry.epoch, entry.enabled
+        return entry[0]
 
     def put(self, account: str, epoch: int, enabled: bool) -> None:
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._evict()
-            self._entries[account] = _Entry(epoch, enabled, self.clock())
+            self._entries[account] = ((epoch, enabled), self.clock())
+            self._claims.pop(account, None)
 
     def forget(self, account: str) -> None:
         with self._lock:
             self._entries.pop(account, None)
+            self._claims.pop(account, None)
 
     def _evict(self) -> None:
         now = self.clock()
-        fresh = {a: e for a, e in self._entries.items() if now - e.learned <= self.ttl}
+        fresh = {a: e for a, e in self._entries.items() if now - e[1] <= self.ttl}
         # Everything fresh may still be too much: then start over (a cold second, not unbounded memory).
         self._entries = fresh if len(fresh) < self.max_entries else {}
+        self._claims = {a: t for a, t in self._claims.items() if a in self._entries}

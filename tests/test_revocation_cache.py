@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from mfa_middleware.revocation import EpochCache
 
 
@@ -41,3 +43,32 @@ def test_an_entry_is_never_used_past_the_ttl() -> None:
     assert [cache.get("a") for _ in range(10)] == [None] * 10
     cache.forget("a")
     assert cache.get("a") is None
+
+
+def test_entries_leave_nothing_for_the_garbage_collector() -> None:
+    """An instance may remember 100,000 accounts; entries the collector keeps tracking would be walked by
+    every full collection of the host app. Once seen by one collection, none of them is tracked."""
+    cache = EpochCache(ttl=1.0, clock=Clock())
+    gc.collect()
+    before = {id(o) for o in gc.get_objects()}
+    for i in range(1000):
+        cache.put(f"account-{i}", i, i % 2 == 0)
+        assert cache.get(f"account-{i}") == (i, i % 2 == 0)
+    gc.collect()
+    gc.collect()
+    kept = [o for o in gc.get_objects() if id(o) not in before and o is not before]
+    assert len(kept) < 20, f"{len(kept)} tracked objects kept by 1,000 entries"
+
+
+def test_eviction_keeps_the_fresh_entries_and_their_claims_only() -> None:
+    clock = Clock()
+    cache = EpochCache(ttl=1.0, clock=clock, max_entries=3)
+    cache.put("old", 1, True)
+    clock.now += 0.9
+    assert cache.get("old") is None  # its refresh is handed out (a claim)
+    cache.put("a", 2, True)
+    cache.put("b", 3, True)
+    clock.now += 0.2  # "old" is past the ttl, "a" and "b" are not
+    cache.put("c", 4, False)  # full: evicts what expired
+    assert [cache.get(k) for k in ("old", "a", "b", "c")] == [None, (2, True), (3, True), (4, False)]
+    assert "old" not in cache._claims
