@@ -203,7 +203,9 @@ class UpdateService:
         """UPDATE's KEYS and the history prefix for ``login``'s account (and group).
 
         Built per update, not remembered per account: a cache of them held tracked tuples that the garbage
-        collector walked again and again at 100,000 accounts (see ``Credentials``); the strings cost less.
+        collector walked again and again at 100,000 accounts (see ``Credentials``). Building them costs ~0.5 µs
+        more than the lookup did (no difference measurable in the served A/B); ``tests/test_update_caches.py``
+        checks them against ``Keys``, ``hosts_key``, ``history_prefix`` and ``Credentials.group_key``.
         """
         base = self.keys.account(login.account_id, "")
         group = base + "group:" + login.group if login.group else base + "account"
