@@ -300,8 +300,10 @@ class RedisSentinelSetup:
         return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
                               timeout=5).stdout
 
-    def primary_port(self) -> int | None:
-        out = self.cli(self.sentinel_ports[0], "sentinel", "get-master-addr-by-name", self.service).split()
+    def primary_port(self, sentinel: int | None = None) -> int | None:
+        """The primary's port as one Sentinel (the first by default) names it."""
+        port = self.sentinel_ports[0] if sentinel is None else sentinel
+        out = self.cli(port, "sentinel", "get-master-addr-by-name", self.service).split()
         return int(out[1]) if len(out) == 2 else None
 
     def _replica_synced(self) -> bool:
@@ -328,6 +330,9 @@ class RedisSentinelSetup:
         self.wait_for(lambda: self.primary_port() not in (None, old))
         new = self.primary_port()
         assert new is not None
+        # Every Sentinel, not just the first: a client asks whichever answers, and one still naming the old
+        # primary would keep it there for another check interval (seen: 0.5-1.6 s counted as the driver's).
+        self.wait_for(lambda: all(self.primary_port(port) == new for port in self.sentinel_ports))
         return new
 
     @staticmethod

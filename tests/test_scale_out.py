@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -225,3 +226,37 @@ async def _write_through_failover(s: RedisSentinelSetup) -> tuple[dict[str, floa
     finally:
         await async_store.close()
         sync_store.close()
+
+
+def test_a_connection_busy_during_the_switch_is_dropped_when_released() -> None:
+    """redis-py's async Sentinel pool takes back a connection that was busy while the primary moved without
+    asking where it points, and the primary watch only drops *idle* ones: such a connection kept serving the
+    old primary until a later check caught it idle. The watch now marks busy ones to be dropped on release."""
+    s = RedisSentinelSetup().start()
+    try:
+        asyncio.run(_busy_through_failover(s))
+    finally:
+        s.cleanup()
+
+
+async def _busy_through_failover(s: RedisSentinelSetup) -> None:
+    store = open_async_store(s.url)
+    try:
+        key = store.keys.shared("busy-probe")
+        await store.run(_set(key, "before"))
+        driver: Any = store.driver
+        pool = driver.client.connection_pool
+        busy = await pool.get_connection()  # in use across the switch, as a request in flight holds one
+        old = s.primary_port()
+        assert busy.is_connected and busy.port == old
+        new = await asyncio.to_thread(s.failover)
+        driver.watch.next_at = 0.0  # the next request starts the primary check at once
+        await store.run(_set(key, "during"))
+        await driver.watch.task
+        await pool.release(busy)
+        assert not busy.is_connected, "a connection to the old primary went back to the pool still connected"
+        await store.run(_set(key, "after"))
+        assert redis.Redis(port=new, decode_responses=True).get(key) == "after"
+        assert all(c.port == new for c in pool._available_connections if c.is_connected)
+    finally:
+        await store.close()
