@@ -105,19 +105,22 @@ class _PrimaryWatch:
     async def _check_async(self) -> None:
         try:
             address = tuple(await self.pool.get_master_address())
+
+            def elsewhere(connections: Any) -> list[Any]:
+                return [c for c in list(connections)
+                        if getattr(c, "is_connected", False) and (c.host, c.port) != address]
+
             # The async pool, unlike the blocking one, takes back a connection that was busy while the
-            # address changed without asking whether it still points at the primary: drop such idle ones.
-            for conn in list(getattr(self.pool, "_available_connections", ())):
-                if getattr(conn, "is_connected", False) and (conn.host, conn.port) != address:
-                    await conn.disconnect()
-            # One busy right now would otherwise go back to the pool and serve requests until the next check
-            # found it idle (up to two intervals, 1.6 s seen): have the pool drop it when it is released.
-            for conn in list(getattr(self.pool, "_in_use_connections", ())):
-                if getattr(conn, "is_connected", False) and (conn.host, conn.port) != address:
-                    if hasattr(conn, "mark_for_reconnect"):
-                        conn.mark_for_reconnect()
-                    else:  # an older redis-py: look again at the next request instead
-                        self.next_at = 0.0
+            # address changed without asking whether it still points at the primary: drop such idle ones,
+            for conn in elsewhere(getattr(self.pool, "_available_connections", ())):
+                await conn.disconnect()
+            # and have the pool drop the busy ones when they are released (else they would serve requests
+            # until a later check found them idle).
+            for conn in elsewhere(getattr(self.pool, "_in_use_connections", ())):
+                if hasattr(conn, "mark_for_reconnect"):
+                    conn.mark_for_reconnect()
+                else:  # an older redis-py: look again at the next request instead
+                    self.next_at = 0.0
         except Exception:  # as above: a failed check must never fail a request
             log.debug("sentinel primary check failed", exc_info=True)
 
