@@ -109,10 +109,22 @@ class UpdateEndpoint:
             if name is not None:
                 value = raw_value.decode("latin-1")
                 headers[name] = f"{headers[name]},{value}" if name in headers else value
-        body = await self._body(receive) if method == "POST" else b""
+        query = scope.get("query_string", b"")
         client = scope.get("client")
-        facts = _facts(scope.get("query_string", b""), body, headers, client[0] if client else None)
-        reply = await self.run(self.service.update(facts))
+        peer = client[0] if client else None
+        quick = None if method == "POST" else self.service.quick(query, headers, peer)
+        if quick is None:
+            body = await self._body(receive) if method == "POST" else b""
+            reply = await self.run(self.service.update(_facts(query, body, headers, peer)))
+        else:  # the quick lane (UpdateService.quick): the step without the generator and its runner
+            try:
+                result = await self.driver.execute(quick.step)
+            except StoreError as exc:
+                reply = _counted(_failed(exc))
+            else:
+                settled = self.service.quick_reply(quick, result)
+                reply = _counted(settled) if settled is not None else \
+                    await self.run(self.service.resume(_facts(query, b"", headers, peer), quick, result))
         # What PlainTextResponse(reply.body, reply.status, reply.headers) sends, without building one.
         content = reply.body.encode("utf-8")
         raw_headers = list(_PLAIN_HEADERS) if reply.status == 200 else \
@@ -158,9 +170,17 @@ class WsgiUpdateApp:
         headers = _joined(pairs)
         body = self._body(environ) if method == "POST" else b""
         query = str(environ.get("QUERY_STRING", "")).encode("latin-1", "replace")
-        facts = _facts(query, body, headers, environ.get("REMOTE_ADDR"))
+        peer = environ.get("REMOTE_ADDR")
+        facts = _facts(query, body, headers, peer)
+        quick = None if method == "POST" else self.service.quick(query, headers, peer)
         try:
-            reply = _counted(self.store.run(self.service.update(facts)))
+            if quick is None:
+                reply = self.store.run(self.service.update(facts))
+            else:  # the quick lane, as in UpdateEndpoint
+                result = self.store.driver.execute(quick.step)
+                settled = self.service.quick_reply(quick, result)
+                reply = settled if settled is not None else self.store.run(self.service.resume(facts, quick, result))
+            reply = _counted(reply)
         except StoreError as exc:
             reply = _counted(_failed(exc))
         status = f"{reply.status} {HTTPStatus(reply.status).phrase}"

@@ -104,6 +104,19 @@ class Credentials:
         guess (a group login, an unknown name) answers ``stale`` and the caller resolves the claim.
         None when the name cannot be a login at all.
         """
+        name = self._name(raw_login)
+        if not name:
+            return None
+        claim = self._claims.get(name)
+        return _from_claim(name, claim) if claim is not None else Login(name, name)
+
+    def account_guess(self, raw_login: str) -> str | None:
+        """``guess``'s name when it guesses an account's own username (``Login(name, name)``), else None."""
+        name = self._name(raw_login)
+        return name if name and self._claims.get(name, "account") == "account" else None
+
+    def _name(self, raw_login: str) -> str:
+        """The normalized name, remembered; "" when ``raw_login`` cannot be a login."""
         name = self._names.get(raw_login)
         if name is None:
             try:
@@ -114,10 +127,7 @@ class Credentials:
                 if len(self._names) >= CACHE_LIMIT:
                     self._names.clear()
                 self._names[raw_login] = name
-        if not name:
-            return None
-        claim = self._claims.get(name)
-        return _from_claim(name, claim) if claim is not None else Login(name, name)
+        return name
 
     def forget(self, name: str) -> None:
         self._claims.pop(name, None)

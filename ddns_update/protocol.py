@@ -37,6 +37,7 @@ __all__ = [
     "parse_ip_params",
     "parse_offline",
     "parse_update",
+    "parse_plain_update",
     "parse_basic_auth",
     "parse_trusted_proxies",
     "client_address",
@@ -277,6 +278,39 @@ def parse_update(query: Mapping[str, str] | bytes | str) -> UpdateRequest:
     hosts, error = parse_hostnames(params.get("hostname"))
     ipv4, ipv6 = parse_ip_params(params.get("myip"), params.get("myipv6"))
     return UpdateRequest(tuple(hosts), error, ipv4, ipv6, parse_offline(params.get("offline")))
+
+
+def parse_plain_update(query: bytes) -> tuple[str, IPAddress | None] | None:
+    """``parse_update``'s answer for the query nearly every router sends, in one pass: ``(fqdn, address)`` for
+    one host name and at most one address in ``myip`` (None: absent or unusable, so the connecting address
+    is meant). None for every other query, which says nothing about it: ``parse_update`` then decides.
+
+    The shape: ASCII without ``%``, ``+`` or ``,`` (no unquoting, one host, one address), no ``myipv6`` or
+    ``offline`` field, and a ``hostname`` that is a valid FQDN. Other fields are ignored, as by
+    ``parse_update``; ``tests/test_update_quick.py`` property-tests the two against each other.
+    """
+    if not query.isascii():
+        return None
+    text = query.decode("ascii")
+    if "%" in text or "+" in text or "," in text:
+        return None
+    fields = text.split("&")
+    if len(fields) > MAX_QUERY_FIELDS:
+        return None
+    hostname = myip = None
+    for field in fields:
+        name, _, value = field.partition("=")
+        if name == "hostname":
+            hostname = value  # the last one wins, as in _parse_plain_query's dict
+        elif name == "myip":
+            myip = value
+        elif name == "myipv6" or name == "offline":
+            return None
+    # Unstripped and mixed-case tokens still reach normalize_hostname, which strips and lower-cases.
+    fqdn = _token_fqdn(hostname) if hostname else None
+    if fqdn is None:
+        return None  # no host, or a token that is no FQDN (a group name, or notfqdn)
+    return fqdn, parse_ip(myip) if myip else None
 
 
 def _parse_query(query: bytes | str) -> dict[str, str] | None:

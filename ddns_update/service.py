@@ -33,6 +33,7 @@ from ddns_update.protocol import (
     ip_text,
     parse_basic_auth,
     parse_ip,
+    parse_plain_update,
     parse_update,
     status_for,
     www_authenticate,
@@ -99,6 +100,14 @@ class _Target(NamedTuple):  # a tuple: built on every update
     ipv6_text: str = ""
 
 
+class QuickStep(NamedTuple):  # a tuple: built on every quick update
+    """``UpdateService.quick``'s prepared request."""
+
+    step: Eval  # UPDATE, as the general path would send it first
+    name: str  # the login it was built for: an account's own username (the general path's guess)
+    addresses: str  # the address the answer reports ("203.0.113.7")
+
+
 def _safe(text: str) -> str:
     """``text`` with control characters and ``|`` (the history entry's separator) replaced by spaces."""
     # isprintable() is False for every character _UNSAFE matches (and for some it leaves alone, which
@@ -127,6 +136,66 @@ class UpdateService:
                         str(policy.history_length))
 
     def update(self, facts: UpdateFacts) -> Op[UpdateReply]:
+        """The update ``facts`` ask for, as one store operation (one round trip on the warm path)."""
+        return self._update(facts, None, None)
+
+    # ---------------------------------------------------------------- the quick lane
+    # What nearly every router sends (one plain host name, at most one address, the agent accepted, an
+    # account's own login, no proxy hop to walk) is prepared in one pass by ``quick`` and, when the script
+    # answers ``ok`` with nothing to push to DNS, answered by ``quick_reply``, with none of the general path's
+    # per-request records (facts, request, target, login, generator). Anything else, at either point, goes
+    # to the general path (``update``, or ``resume`` with the script's answer): the quick lane decides
+    # nothing the general path would decide differently (``tests/test_update_quick.py``).
+
+    def quick(self, query: bytes, headers: Mapping[str, str], peer: str | None) -> QuickStep | None:
+        """The UPDATE step for a canonical bodiless request, or None (then ``update`` it).
+
+        ``headers``: lower-case names, as for ``UpdateFacts``; ``peer``: the socket's address.
+        """
+        policy = self._policy
+        if policy.trusted_proxies and ("x-forwarded-for" in headers or "x-real-ip" in headers):
+            return None
+        plain = parse_plain_update(query)
+        if plain is None:
+            return None
+        agent = headers.get("user-agent")
+        if agent is None or not agent_allowed(agent, policy.agent_blocklist):
+            return None
+        basic = parse_basic_auth(headers.get("authorization"))
+        if basic is None:
+            return None
+        name = self.credentials.account_guess(basic[0])
+        if name is None:
+            return None
+        fqdn, address = plain
+        client = client_address(peer, headers, policy.trusted_proxies) or ""
+        if address is None:
+            address = parse_ip(client)
+            if address is None:
+                return None
+        text = ip_text(address)
+        ipv4, ipv6 = (text, "") if isinstance(address, IPv4Address) else ("", text)
+        tail = _safe(client) + "|" + _safe(agent[:MAX_AGENT_CHARS])
+        return QuickStep(self._update_step(name, name, "", basic[1], ipv4, ipv6, "0", tail, "1", ("h:" + fqdn,)),
+                         name, text)
+
+    def quick_reply(self, quick: QuickStep, result: Any) -> UpdateReply | None:
+        """The reply to ``quick``'s step when its ``result`` settles the request, else None (then ``resume``)."""
+        # 'ok', 1, code, host (one token, one line), then (host, old, new) when the record changed.
+        if result[0] != "ok" or (len(result) > 4 and self.backend.enabled):
+            return None
+        CREDENTIAL_CACHE.inc("hit")
+        code = str(result[2])
+        return UpdateReply((code + " " + quick.addresses if code == "good" or code == "nochg" else code,))
+
+    def resume(self, facts: UpdateFacts, quick: QuickStep, result: Any) -> Op[UpdateReply]:
+        """The general path for ``facts`` (those ``quick`` was given), from its step's ``result``."""
+        return self._update(facts, Login(quick.name, quick.name), result)
+
+    # ---------------------------------------------------------------- the general path
+
+    def _update(self, facts: UpdateFacts, guessed: Login | None, first: Any) -> Op[UpdateReply]:
+        """``update``; or, given the ``guessed`` login's first step's result ``first``, the rest of it."""
         agent_ok = agent_allowed(facts.user_agent, self.policy.agent_blocklist)
         request = parse_update(facts.query)
         if request.error is not None:
@@ -137,14 +206,20 @@ class UpdateService:
         raw_login, password = basic
         target = self._target(request, facts)
         # One round trip on the common path: guess the login (no claim lookup) and let the script check it.
-        login = self.credentials.guess(raw_login)
+        login = guessed or self.credentials.guess(raw_login)
+        tokens = [f"h:{r.fqdn}" if r.fqdn else f"t:{r.token}" for r in request.hosts]
         for _ in range(4):
             if login is None:
                 if not agent_ok:
                     return self._once(Answer.BADAGENT)
                 yield from self.credentials.prove(raw_login, None, password, target.client)
                 return self._once(Answer.BADAUTH)
-            result = yield self._update_step(login, password, request, target, agent_ok)
+            if first is not None:
+                result, first = first, None
+            else:
+                result = yield self._update_step(
+                    login.name, login.account_id, login.group or "", password, target.ipv4_text, target.ipv6_text,
+                    "1" if request.offline else "0", target.history_tail, "1" if agent_ok else "0", tokens)
             status = result[0]
             if status == "ok":
                 CREDENTIAL_CACHE.inc("hit")
@@ -186,31 +261,29 @@ class UpdateService:
             ipv4, ipv6 = (address, None) if isinstance(address, IPv4Address) else (None, address)
         return _Target(ipv4, ipv6, client, tail, ip_text(ipv4) if ipv4 else "", ip_text(ipv6) if ipv6 else "")
 
-    def _update_step(self, login: Login, password: str, request: UpdateRequest, target: _Target,
-                     agent_ok: bool) -> Eval:
-        keys, prefix = self._account_keys(login)
+    def _update_step(self, name: str, account_id: str, group: str, password: str, ipv4: str, ipv6: str,
+                     offline: str, history_tail: str, agent_ok: str, tokens: Sequence[str]) -> Eval:
+        """UPDATE for login ``name`` of ``account_id`` (its ``group``, "" for the account's own login)."""
+        keys, prefix = self._account_keys(account_id, group)
         now = time.time()
         nochg_limit, fault_limit, window_ms, history_length = self._limits
-        # UPDATE's ARGV, in ARG_ORDER (scripts.py), then the requested tokens.
-        args = (login.name, self.credentials.verifier(login.name, password), login.kind, str(int(now * 1000)),
-                target.ipv4_text, target.ipv6_text, "1" if request.offline else "0", target.history_tail,
-                "1" if agent_ok else "0", nochg_limit, fault_limit, window_ms, prefix, history_length,
-                login.group or "", str(int(now)),
-                *[f"h:{r.fqdn}" if r.fqdn else f"t:{r.token}" for r in request.hosts])
+        # UPDATE's ARGV, in ARG_ORDER (scripts.py), then the requested tokens ('h:FQDN' or 't:TOKEN').
+        args = (name, self.credentials.verifier(name, password), "g" if group else "a", str(int(now * 1000)),
+                ipv4, ipv6, offline, history_tail, agent_ok, nochg_limit, fault_limit, window_ms, prefix,
+                history_length, group, str(int(now)), *tokens)
         return Eval(UPDATE, keys, args)
 
-    def _account_keys(self, login: Login) -> tuple[tuple[str, ...], str]:
-        """UPDATE's KEYS and the history prefix for ``login``'s account (and group).
+    def _account_keys(self, account_id: str, group: str) -> tuple[tuple[str, ...], str]:
+        """UPDATE's KEYS and the history prefix for an account (and ``group``, "" for none).
 
         Built per update, not remembered per account: a cache of them held tracked tuples that the garbage
         collector walked again and again at 100,000 accounts (see ``Credentials``). Building them costs ~0.5 µs
         more than the lookup did (no difference measurable in the served A/B); ``tests/test_update_caches.py``
         checks them against ``Keys``, ``hosts_key``, ``history_prefix`` and ``Credentials.group_key``.
         """
-        base = self.keys.account(login.account_id, "")
-        group = base + "group:" + login.group if login.group else base + "account"
-        return (base + "account", base + "hosts", base + "cred", group, base + "abuse", base + "nochg",
-                base + "faults"), base + "hist:"
+        base = self.keys.account(account_id, "")
+        return (base + "account", base + "hosts", base + "cred", base + "group:" + group if group else base + "account",
+                base + "abuse", base + "nochg", base + "faults"), base + "hist:"
 
     def _finish(self, login: Login, result: list[Any], end: int, target: _Target) -> Op[UpdateReply]:
         flat = result[end:]

@@ -55,7 +55,7 @@ def test_update_step_key_names_are_the_canonical_ones() -> None:
     keys = Keys("pfx")
     service = UpdateService(keys, build_service(settings("redis://unused"), keys).credentials)
     for login in (Login("alice", "alice"), Login("bob.router", "bob", "router")):
-        step_keys, prefix = service._account_keys(login)
+        step_keys, prefix = service._account_keys(login.account_id, login.group or "")
         k = keys.account
         assert step_keys == (k(login.account_id), hosts_key(keys, login.account_id), k(login.account_id, "cred"),
                              service.credentials.group_key(login), k(login.account_id, "abuse"),

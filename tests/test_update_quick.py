@@ -1,0 +1,272 @@
+"""The update endpoint's quick lane (``UpdateService.quick``) decides nothing the general path would decide
+differently.
+
+For any request: when the quick lane takes it, its UPDATE step is the one the general path sends first
+(the same keys and arguments; only the two clock readings may differ), its answer to every ``ok`` result
+is the general path's, and ``resume`` continues from any other result exactly as the general path does.
+Canonical router requests must take the lane (else it is dead code and the endpoint is slow again), and
+through both real adapters over a real Redis a request answered in the lane never runs the general path.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from ddns_update.abuse import AbusePolicy
+from ddns_update.app import build_service
+from ddns_update.credentials import Login
+from ddns_update.protocol import Requested, UpdateRequest, parse_plain_update, parse_trusted_proxies, parse_update
+from ddns_update.scripts import ARG_ORDER, UPDATE
+from ddns_update.service import QuickStep, UpdateFacts, UpdatePolicy, UpdateReply, UpdateService
+from mfa_middleware.store import Keys
+from mfa_middleware.store.effects import Eval
+from tests.ddns_harness import AGENT, PASSWORD, RecordingBackend, Site
+from tests.ddns_harness import settings as site_settings
+
+CLOCK = {ARG_ORDER.index("now_ms"), ARG_ORDER.index("now_s")}  # the step's only time-dependent arguments
+GROUP_LOGIN = "routers.alice"
+
+
+def _service(policy: str) -> UpdateService:
+    keys = Keys("q")
+    chosen = {
+        "default": UpdatePolicy(),
+        "blocklist": UpdatePolicy(agent_blocklist=("curl/*", "badbot")),
+        "proxies": UpdatePolicy(trusted_proxies=tuple(parse_trusted_proxies("127.0.0.0/8,::1/128"))),
+        "limits": UpdatePolicy(abuse=AbusePolicy(nochg_per_host=3, faults=2), history_length=7, realm="R"),
+    }[policy]
+    service = build_service(site_settings("redis://unused"), keys, policy=chosen)
+    service.credentials._claims[GROUP_LOGIN] = "group:alice:routers"  # a group login the process has seen
+    return service
+
+
+SERVICES = {name: _service(name) for name in ("default", "blocklist", "proxies", "limits")}
+
+
+def _basic(login: str, password: str = PASSWORD) -> str:
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
+
+
+host_value = st.sampled_from(["h1.example.com"] * 8 + ["h2.example.net"] * 4 + [
+    "H1.Example.COM", "h1.example.com.", " h1.example.com", "a.b", "a.1", "routers", "\th1.example.com",
+    "xn--bcher-kva.example", "xn--zz.example", "-bad-.example", "", "a..b", "x" * 64 + ".example", "   ",
+    "b\u00fccher.example", "h1.example.com,h2.example.com", "h1.example%2ecom", "h1+h2.example",
+])
+ip_value = st.sampled_from(["203.0.113.7"] * 6 + ["2001:db8::1"] * 3 + [
+    "::ffff:10.1.2.3", "0.0.0.0", "224.0.0.1", "999.1.1.1", "", " 10.0.0.1", "1.2.3.4,2001:db8::2",
+    "fe80::1%eth0", "10.0.0.01", "::", "1.2.3.4 ",
+])
+field = st.one_of(
+    st.tuples(st.just("hostname"), host_value),
+    st.tuples(st.just("myip"), ip_value),
+    st.tuples(st.sampled_from(["myipv6", "offline"]), st.sampled_from(["2001:db8::9", "YES", "no", ""])),
+    st.tuples(st.sampled_from(["system", "wildcard", "mx", "backmx", "x", ""]),
+              st.sampled_from(["dyndns", "NOCHG", ""])),
+)
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> bytes:
+    shape = draw(st.integers(0, 9))
+    if shape == 0:
+        return draw(st.binary(max_size=80))
+    fields = draw(st.lists(field, max_size=4 if shape < 6 else 1))
+    parts = [name if draw(st.integers(0, 19)) == 0 else f"{name}={value}" for name, value in fields]
+    if shape >= 3:  # the canonical fields, among the others, in some order
+        parts.insert(draw(st.integers(0, len(parts))), "hostname=" + draw(host_value))
+        if draw(st.booleans()):
+            parts.insert(draw(st.integers(0, len(parts))), "myip=" + draw(ip_value))
+    return "&".join(parts).encode("utf-8")
+
+
+good_auth = [_basic("alice")] * 6 + [_basic("Alice "), _basic("alice", "other")]
+odd_auth = [
+    _basic(GROUP_LOGIN), _basic("bad name!"), _basic(""), "Bearer abc", "Basic !!!", _basic("alice")[:-2],
+    "basic " + base64.b64encode(b"alice:pw").decode(),
+    "Basic " + base64.b64encode("\u00e9l\u00e8ve:pw".encode()).decode(),
+]
+headers_strategy = st.fixed_dictionaries({
+    "user-agent": st.sampled_from([AGENT] * 5 + ["", "  ", "curl/8.1", "ddclient/3.11.2", "x" * 300, "a|b\x01c"]),
+    "authorization": st.sampled_from(good_auth + odd_auth),
+}, optional={
+    "x-forwarded-for": st.sampled_from(["198.51.100.1", "198.51.100.1, 127.0.0.5", "junk"]),
+    "x-real-ip": st.sampled_from(["198.51.100.2", "nope"]),
+}).flatmap(lambda h: st.sampled_from([h, h, h, {k: v for k, v in h.items() if k != "user-agent"},
+                                      {k: v for k, v in h.items() if k != "authorization"}]))
+peers = st.sampled_from(["127.0.0.1", "192.0.2.10", "::1", "::ffff:10.9.8.7", "2001:db8::5", None, "/tmp/sock"])
+
+
+def _next(op: Any, value: Any) -> tuple[str, Any]:
+    """What an effect generator does next when sent ``value``: ("yield", effect) or ("return", result)."""
+    try:
+        return "yield", op.send(value)
+    except StopIteration as stop:
+        return "return", stop.value
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(SERVICES)), queries(), headers_strategy, peers)
+def test_the_quick_lane_agrees_with_the_general_path(policy: str, query: bytes, headers: dict[str, str],
+                                                     peer: str | None) -> None:
+    service = SERVICES[policy]
+    facts = UpdateFacts(query, headers.get("authorization"), headers.get("user-agent"), peer, headers)
+    quick = service.quick(query, headers, peer)
+    event("quick lane" if quick is not None else "general path")
+    if quick is None:
+        return
+    kind, first = _next(service.update(facts), None)
+    assert kind == "yield" and isinstance(first, Eval) and first.script is UPDATE
+    assert quick.step.script is UPDATE and quick.step.keys == first.keys
+    assert len(quick.step.args) == len(first.args)
+    for i, (mine, theirs) in enumerate(zip(quick.step.args, first.args, strict=True)):
+        if i not in CLOCK:
+            assert mine == theirs, f"argument {ARG_ORDER[i] if i < len(ARG_ORDER) else i}: {mine!r} != {theirs!r}"
+    host = quick.step.args[-1][2:]
+    # Every 'ok' answer: what the general path replies, quick_reply replies (or defers, with a DNS backend).
+    for code in ("good", "nochg", "nohost", "!donator"):
+        changed = ["ok", 1, code, host] + ([host, "1.1.1.1|||1", "2.2.2.2|||2"] if code == "good" else [])
+        kind, reply = _next(_advanced(service, facts), changed)
+        assert kind == "return" and service.quick_reply(quick, changed) == reply
+    # Every other status: resume does next what the general path does next.
+    for status in (["stale"], ["miss"], ["wrong"], ["denied"], ["abuse"], ["badagent"]):
+        expected = _next(_advanced(service, facts), status)
+        service.credentials._claims.pop(quick.name, None)  # the general path's 'stale' forgot it too
+        got = _next(service.resume(facts, quick, status), None)
+        assert service.quick_reply(quick, status) is None
+        assert got[0] == expected[0] and _comparable(got[1]) == _comparable(expected[1])
+
+
+def _advanced(service: UpdateService, facts: UpdateFacts) -> Any:
+    """The general path for ``facts``, past its first step (sent next: that step's result)."""
+    op = service.update(facts)
+    op.send(None)
+    return op
+
+
+def _comparable(effect: Any) -> Any:
+    if isinstance(effect, Eval) and effect.script is UPDATE:
+        return effect.script, effect.keys, tuple(a for i, a in enumerate(effect.args) if i not in CLOCK)
+    return effect
+
+
+@settings(max_examples=3000, deadline=None)
+@given(queries())
+def test_the_plain_parser_agrees_with_parse_update(query: bytes) -> None:
+    plain = parse_plain_update(query)
+    if plain is None:
+        return
+    event("plain")
+    fqdn, address = plain
+    request = parse_update(query)
+    assert request.error is None and len(request.hosts) == 1
+    assert request.hosts[0] == Requested(request.hosts[0].token, fqdn)
+    assert request.offline is None
+    assert (request.ipv4 or request.ipv6) == address
+    assert request == UpdateRequest(request.hosts, None, request.ipv4, request.ipv6, None)
+
+
+@pytest.mark.parametrize("query", [
+    b"hostname=h1.example.com&myip=203.0.113.7",  # inadyn, most firmware
+    b"system=dyndns&hostname=h1.example.com&myip=203.0.113.7",  # ddclient's dyndns2
+    b"hostname=h1.example.com&myip=203.0.113.7&wildcard=NOCHG&mx=NOCHG&backmx=NOCHG",
+    b"myip=2001:db8::1&hostname=H1.Example.com.",
+    b"hostname=h1.example.com",  # the connecting address
+])
+def test_what_routers_send_takes_the_quick_lane(query: bytes) -> None:
+    for name, service in SERVICES.items():
+        quick = service.quick(query, {"authorization": _basic("alice"), "user-agent": AGENT}, "192.0.2.10")
+        assert isinstance(quick, QuickStep), (name, query)
+        assert quick.name == "alice" and quick.step.args[-1] == "h:h1.example.com"
+
+
+def test_a_group_login_and_a_proxied_request_take_the_general_path() -> None:
+    query = b"hostname=h1.example.com&myip=203.0.113.7"
+    service = SERVICES["proxies"]
+    assert service.quick(query, {"authorization": _basic(GROUP_LOGIN), "user-agent": AGENT}, "192.0.2.1") is None
+    proxied = {"authorization": _basic("alice"), "user-agent": AGENT, "x-forwarded-for": "198.51.100.1"}
+    assert service.quick(query, proxied, "127.0.0.1") is None
+    # Without trusted proxies the header means nothing (the general path ignores it too): the lane takes it.
+    assert SERVICES["default"].quick(query, proxied, "127.0.0.1") is not None
+
+
+# ------------------------------------------------------------------- through the real adapters
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+async def site(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Site]:
+    s = Site(redis_url, request.param)
+    s.account(hosts=["a.example.test"])
+    yield s
+    await s.close()
+
+
+async def test_a_warm_update_is_answered_in_the_lane(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (await site.text("hostname=a.example.test&myip=203.0.113.7")) == "good 203.0.113.7\n"  # warms it
+    calls: list[str] = []
+
+    def spy(name: str) -> None:
+        real = getattr(site.service, name)
+
+        def called(*args: Any) -> Any:
+            calls.append(name)
+            return real(*args)
+        monkeypatch.setattr(site.service, name, called)
+
+    spy("update")
+    spy("resume")
+    assert (await site.text("hostname=a.example.test&myip=203.0.113.7")) == "nochg 203.0.113.7\n"
+    assert (await site.text("system=dyndns&hostname=a.example.test&myip=203.0.113.8")) == "good 203.0.113.8\n"
+    assert (await site.text("hostname=b.example.test&myip=203.0.113.8")) == "nohost\n"
+    assert calls == []
+    # A wrong password: the script says so, resume counts the failure and answers badauth.
+    response = await site.get("hostname=a.example.test&myip=203.0.113.8", auth=("alice", "wrong"))
+    assert response.status_code == 401 and response.text == "badauth\n" and calls == ["resume"]
+    # Anything but the canonical shape: the general path, with the same answers.
+    assert (await site.text("hostname=a.example.test&myip=203.0.113.9&offline=NO")) == "good 203.0.113.9\n"
+    assert calls == ["resume", "update"]
+
+
+async def test_a_cold_credential_resumes_to_argon2_once(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    verifies = site.hasher.calls
+    assert (await site.text("hostname=a.example.test&myip=203.0.113.7")) == "good 203.0.113.7\n"
+    assert site.hasher.calls == verifies + 1  # 'miss' in the lane, proven in resume, cached
+    assert (await site.text("hostname=a.example.test&myip=203.0.113.7")) == "nochg 203.0.113.7\n"
+    assert site.hasher.calls == verifies + 1
+
+
+async def test_with_a_dns_backend_a_changed_record_is_pushed(redis_url: str) -> None:
+    backend = RecordingBackend()
+    s = Site(redis_url, "asgi", backend=backend)
+    try:
+        s.account(hosts=["a.example.test"])
+        assert (await s.text("hostname=a.example.test&myip=203.0.113.7")) == "good 203.0.113.7\n"
+        assert (await s.text("hostname=a.example.test&myip=203.0.113.8")) == "good 203.0.113.8\n"
+        assert [[c.host for c in push] for push in backend.pushes] == [["a.example.test"], ["a.example.test"]]
+        backend.failing.add("a.example.test")
+        assert (await s.text("hostname=a.example.test&myip=203.0.113.9")) == "dnserr\n"
+        assert (await s.text("hostname=a.example.test&myip=203.0.113.8")) == "nochg 203.0.113.8\n"  # reverted
+    finally:
+        await s.close()
+
+
+def test_login_is_the_general_guess() -> None:
+    service = SERVICES["default"]
+    assert service.credentials.account_guess("Alice") == "alice"
+    assert service.credentials.guess("Alice") == Login("alice", "alice")
+    assert service.credentials.account_guess(GROUP_LOGIN) is None
+    assert service.credentials.guess(GROUP_LOGIN) == Login(GROUP_LOGIN, "alice", "routers")
+    assert service.credentials.account_guess("bad name!") is None
+
+
+def test_reply_shape() -> None:
+    quick = SERVICES["default"].quick(b"hostname=h.example.com&myip=2001:db8::1",
+                                      {"authorization": _basic("alice"), "user-agent": AGENT}, None)
+    assert quick is not None and quick.addresses == "2001:db8::1"
+    assert SERVICES["default"].quick_reply(quick, ["ok", 1, "nochg", "h.example.com"]) == \
+        UpdateReply(("nochg 2001:db8::1",))
