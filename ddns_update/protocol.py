@@ -105,7 +105,11 @@ def normalize_hostname(raw: str) -> str | None:
     return ascii_name if _is_valid_fqdn(ascii_name) else None
 
 
-_PLAIN_FQDN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# A label is 1-63 of [a-z0-9-], neither starting nor ending with "-". Written with a possessive count and
+# look-arounds rather than "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", which backtracks a step at every label's
+# end: the same language (test_fqdn_regex_equals_label_rules) at about half the cost per update.
+_PLAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}+(?<!-)"
+_PLAIN_FQDN = re.compile(rf"(?:{_PLAIN_LABEL}\.)+{_PLAIN_LABEL}")
 _PLAIN_FQDN_DOT = re.compile(_PLAIN_FQDN.pattern + r"\.?")  # as sent: the root dot allowed
 
 
