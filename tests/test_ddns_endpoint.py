@@ -7,7 +7,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
+import redis
 
 from ddns_update.abuse import Abuse, AbusePolicy
 from ddns_update.account_settings import AccountSettings
@@ -287,6 +289,35 @@ async def test_repeated_nochg_flags_the_login_until_cleared(redis_url: str) -> N
         assert site.sync.run(Abuse(site.keys, site.service.credentials).clear("alice")) is True
         assert await site.text(f"hostname={A}&myip=192.0.2.9") == "good 192.0.2.9\n"
     finally:
+        await site.close()
+
+
+async def test_abuse_counters_last_one_window_from_their_first_hit(redis_url: str) -> None:
+    window_ms = 1500
+    site = await make_site(redis_url, policy=UpdatePolicy(abuse=AbusePolicy(nochg_per_host=3, faults=3,
+                                                                            window_ms=window_ms)))
+    r = redis.Redis.from_url(redis_url)
+    nochg, faults = site.keys.account("alice", "nochg"), site.keys.account("alice", "faults")
+    try:
+        for host in (A, B):
+            assert await site.text(f"hostname={host}&myip=192.0.2.1") == "good 192.0.2.1\n"
+        assert await site.text(f"hostname={A}&myip=192.0.2.1") == "nochg 192.0.2.1\n"
+        first = r.pttl(nochg)
+        assert 0 < first <= window_ms
+        await anyio.sleep(0.4)
+        for host in (A, B):  # a second field and more hits: the window still runs from the first hit
+            assert await site.text(f"hostname={host}&myip=192.0.2.1") == "nochg 192.0.2.1\n"
+        assert r.hget(nochg, A) == b"2" and 0 < r.pttl(nochg) <= first - 300
+        assert await site.text("hostname=x.example.test&myip=192.0.2.1") == "nohost\n"
+        assert 0 < r.pttl(faults) <= window_ms
+        await anyio.sleep(window_ms / 1000 + 0.1)
+        assert not r.exists(nochg) and not r.exists(faults)  # both windows over: every count starts again
+        for _ in range(4):  # the fourth in the new window goes over the limit and flags the login
+            assert await site.text(f"hostname={A}&myip=192.0.2.1") == "nochg 192.0.2.1\n"
+        assert await site.text(f"hostname={A}&myip=192.0.2.1") == "abuse\n"
+        assert 0 < r.pttl(nochg) <= window_ms
+    finally:
+        r.close()
         await site.close()
 
 
