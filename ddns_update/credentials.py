@@ -110,10 +110,17 @@ class Credentials:
         claim = self._claims.get(name)
         return _from_claim(name, claim) if claim is not None else Login(name, name)
 
-    def account_guess(self, raw_login: str) -> str | None:
-        """``guess``'s name when it guesses an account's own username (``Login(name, name)``), else None."""
+    def quick_guess(self, raw_login: str) -> tuple[str, str, str] | None:
+        """``guess`` as (name, account id, group; "" for an account's own login), without a ``Login`` for the
+        common case; None where ``guess`` is None."""
         name = self._name(raw_login)
-        return name if name and self._claims.get(name, "account") == "account" else None
+        if not name:
+            return None
+        claim = self._claims.get(name)
+        if claim is None or claim == "account":
+            return name, name, ""
+        login = _from_claim(name, claim)
+        return (name, login.account_id, login.group or "") if login is not None else None
 
     def _name(self, raw_login: str) -> str:
         """The normalized name, remembered; "" when ``raw_login`` cannot be a login."""

@@ -104,7 +104,7 @@ class QuickStep(NamedTuple):  # a tuple: built on every quick update
     """``UpdateService.quick``'s prepared request."""
 
     step: Eval  # UPDATE, as the general path would send it first
-    name: str  # the login it was built for: an account's own username (the general path's guess)
+    login: tuple[str, str, str]  # the login it was built for, the general path's guess: (name, account, group)
     addresses: str  # the address the answer reports ("203.0.113.7")
 
 
@@ -140,12 +140,12 @@ class UpdateService:
         return self._update(facts, None, None)
 
     # ---------------------------------------------------------------- the quick lane
-    # What nearly every router sends (one plain host name, at most one address, the agent accepted, an
-    # account's own login, no proxy hop to walk) is prepared in one pass by ``quick`` and, when the script
-    # answers ``ok`` with nothing to push to DNS, answered by ``quick_reply``, with none of the general path's
-    # per-request records (facts, request, target, login, generator). Anything else, at either point, goes
-    # to the general path (``update``, or ``resume`` with the script's answer): the quick lane decides
-    # nothing the general path would decide differently (``tests/test_update_quick.py``).
+    # What nearly every router sends (one plain host name, at most one address, the agent accepted, a login
+    # guessed as ``update`` would guess it, no proxy hop to walk) is prepared in one pass by ``quick`` and,
+    # when the script answers ``ok`` with nothing to push to DNS, answered by ``quick_reply``, with none of
+    # the general path's per-request records (facts, request, target, login, generator). Anything else, at
+    # either point, goes to the general path (``update``, or ``resume`` with the script's answer): the quick
+    # lane decides nothing the general path would decide differently (``tests/test_update_quick.py``).
 
     def quick(self, query: bytes, headers: Mapping[str, str], peer: str | None) -> QuickStep | None:
         """The UPDATE step for a canonical bodiless request, or None (then ``update`` it).
@@ -164,8 +164,8 @@ class UpdateService:
         basic = parse_basic_auth(headers.get("authorization"))
         if basic is None:
             return None
-        name = self.credentials.account_guess(basic[0])
-        if name is None:
+        guessed = self.credentials.quick_guess(basic[0])
+        if guessed is None:
             return None
         fqdn, address = plain
         client = client_address(peer, headers, policy.trusted_proxies) or ""
@@ -176,8 +176,9 @@ class UpdateService:
         text = ip_text(address)
         ipv4, ipv6 = (text, "") if isinstance(address, IPv4Address) else ("", text)
         tail = _safe(client) + "|" + _safe(agent[:MAX_AGENT_CHARS])
-        return QuickStep(self._update_step(name, name, "", basic[1], ipv4, ipv6, "0", tail, "1", ("h:" + fqdn,)),
-                         name, text)
+        name, account_id, group = guessed
+        return QuickStep(self._update_step(name, account_id, group, basic[1], ipv4, ipv6, "0", tail, "1",
+                                           ("h:" + fqdn,)), guessed, text)
 
     def quick_reply(self, quick: QuickStep, result: Any) -> UpdateReply | None:
         """The reply to ``quick``'s step when its ``result`` settles the request, else None (then ``resume``)."""
@@ -190,7 +191,8 @@ class UpdateService:
 
     def resume(self, facts: UpdateFacts, quick: QuickStep, result: Any) -> Op[UpdateReply]:
         """The general path for ``facts`` (those ``quick`` was given), from its step's ``result``."""
-        return self._update(facts, Login(quick.name, quick.name), result)
+        name, account_id, group = quick.login
+        return self._update(facts, Login(name, account_id, group or None), result)
 
     # ---------------------------------------------------------------- the general path
 

@@ -25,7 +25,7 @@ from ddns_update.protocol import Requested, UpdateRequest, parse_plain_update, p
 from ddns_update.scripts import ARG_ORDER, UPDATE
 from ddns_update.service import QuickStep, UpdateFacts, UpdatePolicy, UpdateReply, UpdateService
 from mfa_middleware.store import Keys
-from mfa_middleware.store.effects import Eval
+from mfa_middleware.store.effects import Batch, Eval
 from tests.ddns_harness import AGENT, PASSWORD, RecordingBackend, Site
 from tests.ddns_harness import settings as site_settings
 
@@ -115,6 +115,7 @@ def _next(op: Any, value: Any) -> tuple[str, Any]:
 def test_the_quick_lane_agrees_with_the_general_path(policy: str, query: bytes, headers: dict[str, str],
                                                      peer: str | None) -> None:
     service = SERVICES[policy]
+    service.credentials._claims[GROUP_LOGIN] = "group:alice:routers"  # a 'stale' case below may have forgotten it
     facts = UpdateFacts(query, headers.get("authorization"), headers.get("user-agent"), peer, headers)
     quick = service.quick(query, headers, peer)
     event("quick lane" if quick is not None else "general path")
@@ -133,13 +134,20 @@ def test_the_quick_lane_agrees_with_the_general_path(policy: str, query: bytes, 
         changed = ["ok", 1, code, host] + ([host, "1.1.1.1|||1", "2.2.2.2|||2"] if code == "good" else [])
         kind, reply = _next(_advanced(service, facts), changed)
         assert kind == "return" and service.quick_reply(quick, changed) == reply
-    # Every other status: resume does next what the general path does next.
+    # Every other status: resume does next what the general path does next, and after that too.
     for status in (["stale"], ["miss"], ["wrong"], ["denied"], ["abuse"], ["badagent"]):
-        expected = _next(_advanced(service, facts), status)
-        service.credentials._claims.pop(quick.name, None)  # the general path's 'stale' forgot it too
-        got = _next(service.resume(facts, quick, status), None)
+        general = _advanced(service, facts)
+        expected = _next(general, status)
+        service.credentials._claims.pop(quick.login[0], None)  # the general path's 'stale' forgot it too
+        resumed = service.resume(facts, quick, status)
+        got = _next(resumed, None)
         assert service.quick_reply(quick, status) is None
         assert got[0] == expected[0] and _comparable(got[1]) == _comparable(expected[1])
+        if got[0] == "yield" and isinstance(got[1], Batch):  # the failure throttles: under their limits
+            counts = [[1, 1000]] * len(got[1].steps)
+            expected, got = _next(general, counts), _next(resumed, counts)
+            assert got[0] == expected[0] and _comparable(got[1]) == _comparable(expected[1])
+        service.credentials._claims[GROUP_LOGIN] = "group:alice:routers"
 
 
 def _advanced(service: UpdateService, facts: UpdateFacts) -> Any:
@@ -182,15 +190,27 @@ def test_what_routers_send_takes_the_quick_lane(query: bytes) -> None:
     for name, service in SERVICES.items():
         quick = service.quick(query, {"authorization": _basic("alice"), "user-agent": AGENT}, "192.0.2.10")
         assert isinstance(quick, QuickStep), (name, query)
-        assert quick.name == "alice" and quick.step.args[-1] == "h:h1.example.com"
+        assert quick.login == ("alice", "alice", "") and quick.step.args[-1] == "h:h1.example.com"
 
 
-def test_a_group_login_and_a_proxied_request_take_the_general_path() -> None:
+def test_a_group_login_takes_the_lane_once_its_claim_is_known() -> None:
     query = b"hostname=h1.example.com&myip=203.0.113.7"
-    service = SERVICES["proxies"]
+    service = SERVICES["default"]
+    service.credentials._claims[GROUP_LOGIN] = "group:alice:routers"
+    quick = service.quick(query, {"authorization": _basic(GROUP_LOGIN), "user-agent": AGENT}, "192.0.2.1")
+    assert quick is not None and quick.login == (GROUP_LOGIN, "alice", "routers")
+    assert quick.step.keys[3] == service.credentials.group_key(Login(GROUP_LOGIN, "alice", "routers"))
+    assert quick.step.args[ARG_ORDER.index("kind")] == "g"
+    service.credentials._claims[GROUP_LOGIN] = "group:alice:"  # a claim naming no valid group: as guess does
+    assert service.credentials.guess(GROUP_LOGIN) is None
     assert service.quick(query, {"authorization": _basic(GROUP_LOGIN), "user-agent": AGENT}, "192.0.2.1") is None
+    service.credentials._claims[GROUP_LOGIN] = "group:alice:routers"
+
+
+def test_a_proxied_request_takes_the_general_path() -> None:
+    query = b"hostname=h1.example.com&myip=203.0.113.7"
     proxied = {"authorization": _basic("alice"), "user-agent": AGENT, "x-forwarded-for": "198.51.100.1"}
-    assert service.quick(query, proxied, "127.0.0.1") is None
+    assert SERVICES["proxies"].quick(query, proxied, "127.0.0.1") is None
     # Without trusted proxies the header means nothing (the general path ignores it too): the lane takes it.
     assert SERVICES["default"].quick(query, proxied, "127.0.0.1") is not None
 
@@ -240,6 +260,23 @@ async def test_a_cold_credential_resumes_to_argon2_once(site: Site, monkeypatch:
     assert site.hasher.calls == verifies + 1
 
 
+async def test_a_group_login_resolves_once_then_takes_the_lane(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    site.sync.run(site.hosts.add("alice", ["b.example.test"]))
+    group, password = site.group("alice", "home", ["a.example.test"])
+    auth = (group.login, password)
+    # Unknown to this process: guessed as an account's own login, 'stale' in the lane, resolved in resume.
+    assert (await site.text("hostname=a.example.test&myip=203.0.113.7", auth=auth)) == "good 203.0.113.7\n"
+    calls: list[str] = []
+    for name in ("update", "resume"):
+        real = getattr(site.service, name)
+        monkeypatch.setattr(site.service, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    assert (await site.text("hostname=a.example.test&myip=203.0.113.7", auth=auth)) == "nochg 203.0.113.7\n"
+    assert (await site.text("hostname=b.example.test&myip=203.0.113.7", auth=auth)) == "nohost\n"  # not its host
+    assert calls == []
+    records = {r.host: r.ipv4 for r in site.sync.run(site.hosts.list("alice"))}
+    assert records == {"a.example.test": "203.0.113.7", "b.example.test": None}
+
+
 async def test_with_a_dns_backend_a_changed_record_is_pushed(redis_url: str) -> None:
     backend = RecordingBackend()
     s = Site(redis_url, "asgi", backend=backend)
@@ -251,17 +288,27 @@ async def test_with_a_dns_backend_a_changed_record_is_pushed(redis_url: str) -> 
         backend.failing.add("a.example.test")
         assert (await s.text("hostname=a.example.test&myip=203.0.113.9")) == "dnserr\n"
         assert (await s.text("hostname=a.example.test&myip=203.0.113.8")) == "nochg 203.0.113.8\n"  # reverted
+        # The same through a group login the process knows (the lane builds its step for the group).
+        group, password = s.group("alice", "home", ["a.example.test"])
+        auth = (group.login, password)
+        assert (await s.text("hostname=a.example.test&myip=203.0.113.8", auth=auth)) == "nochg 203.0.113.8\n"
+        assert (await s.text("hostname=a.example.test&myip=203.0.113.9", auth=auth)) == "dnserr\n"
+        assert (await s.text("hostname=a.example.test&myip=203.0.113.8", auth=auth)) == "nochg 203.0.113.8\n"
+        backend.failing.clear()
+        assert (await s.text("hostname=a.example.test&myip=203.0.113.9", auth=auth)) == "good 203.0.113.9\n"
+        assert [c.ipv4 for c in backend.pushes[-1]] == ["203.0.113.9"]
     finally:
         await s.close()
 
 
 def test_login_is_the_general_guess() -> None:
-    service = SERVICES["default"]
-    assert service.credentials.account_guess("Alice") == "alice"
-    assert service.credentials.guess("Alice") == Login("alice", "alice")
-    assert service.credentials.account_guess(GROUP_LOGIN) is None
-    assert service.credentials.guess(GROUP_LOGIN) == Login(GROUP_LOGIN, "alice", "routers")
-    assert service.credentials.account_guess("bad name!") is None
+    credentials = SERVICES["default"].credentials
+    credentials._claims[GROUP_LOGIN] = "group:alice:routers"
+    for raw in ("Alice", GROUP_LOGIN, "bad name!", "nobody.seen.yet"):
+        login = credentials.guess(raw)
+        assert credentials.quick_guess(raw) == \
+            (None if login is None else (login.name, login.account_id, login.group or ""))
+    assert credentials.quick_guess("Alice") == ("alice", "alice", "")
 
 
 def test_reply_shape() -> None:
