@@ -4,7 +4,7 @@ over a real redis-server, FAST argon2 profile."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import anyio
@@ -254,12 +254,12 @@ async def test_asgi_reads_headers_whatever_their_case_and_joins_repeated_ones(re
     site = Site(redis_url, "asgi", policy=UpdatePolicy(trusted_proxies=tuple(parse_trusted_proxies("127.0.0.0/8"))))
     site.account(hosts=[A])
     app = UpdateEndpoint(site.service, site.async_store)
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     auth = b"Basic " + base64.b64encode(f"alice:{PASSWORD}".encode())

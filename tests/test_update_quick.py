@@ -226,20 +226,22 @@ async def site(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[
     await s.close()
 
 
-async def test_a_warm_update_is_answered_in_the_lane(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert (await site.text("hostname=a.example.test&myip=203.0.113.7")) == "good 203.0.113.7\n"  # warms it
+def _spy(site: Site, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every call of the service's general path (``update``, ``resume``) from now on."""
     calls: list[str] = []
-
-    def spy(name: str) -> None:
+    for name in ("update", "resume"):
         real = getattr(site.service, name)
 
-        def called(*args: Any) -> Any:
-            calls.append(name)
-            return real(*args)
+        def called(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls.append(_name)
+            return _real(*args)
         monkeypatch.setattr(site.service, name, called)
+    return calls
 
-    spy("update")
-    spy("resume")
+
+async def test_a_warm_update_is_answered_in_the_lane(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (await site.text("hostname=a.example.test&myip=203.0.113.7")) == "good 203.0.113.7\n"  # warms it
+    calls = _spy(site, monkeypatch)
     assert (await site.text("hostname=a.example.test&myip=203.0.113.7")) == "nochg 203.0.113.7\n"
     assert (await site.text("system=dyndns&hostname=a.example.test&myip=203.0.113.8")) == "good 203.0.113.8\n"
     assert (await site.text("hostname=b.example.test&myip=203.0.113.8")) == "nohost\n"
@@ -266,10 +268,7 @@ async def test_a_group_login_resolves_once_then_takes_the_lane(site: Site, monke
     auth = (group.login, password)
     # Unknown to this process: guessed as an account's own login, 'stale' in the lane, resolved in resume.
     assert (await site.text("hostname=a.example.test&myip=203.0.113.7", auth=auth)) == "good 203.0.113.7\n"
-    calls: list[str] = []
-    for name in ("update", "resume"):
-        real = getattr(site.service, name)
-        monkeypatch.setattr(site.service, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    calls = _spy(site, monkeypatch)
     assert (await site.text("hostname=a.example.test&myip=203.0.113.7", auth=auth)) == "nochg 203.0.113.7\n"
     assert (await site.text("hostname=b.example.test&myip=203.0.113.7", auth=auth)) == "nohost\n"  # not its host
     assert calls == []
