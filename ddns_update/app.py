@@ -171,15 +171,15 @@ class WsgiUpdateApp:
         body = self._body(environ) if method == "POST" else b""
         query = str(environ.get("QUERY_STRING", "")).encode("latin-1", "replace")
         peer = environ.get("REMOTE_ADDR")
-        facts = _facts(query, body, headers, peer)
         quick = None if method == "POST" else self.service.quick(query, headers, peer)
         try:
             if quick is None:
-                reply = self.store.run(self.service.update(facts))
+                reply = self.store.run(self.service.update(_facts(query, body, headers, peer)))
             else:  # the quick lane, as in UpdateEndpoint
                 result = self.store.driver.execute(quick.step)
                 settled = self.service.quick_reply(quick, result)
-                reply = settled if settled is not None else self.store.run(self.service.resume(facts, quick, result))
+                reply = settled if settled is not None else \
+                    self.store.run(self.service.resume(_facts(query, body, headers, peer), quick, result))
             reply = _counted(reply)
         except StoreError as exc:
             reply = _counted(_failed(exc))

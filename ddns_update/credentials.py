@@ -104,15 +104,11 @@ class Credentials:
         guess (a group login, an unknown name) answers ``stale`` and the caller resolves the claim.
         None when the name cannot be a login at all.
         """
-        name = self._name(raw_login)
-        if not name:
-            return None
-        claim = self._claims.get(name)
-        return _from_claim(name, claim) if claim is not None else Login(name, name)
+        guessed = self.quick_guess(raw_login)
+        return None if guessed is None else Login(guessed[0], guessed[1], guessed[2] or None)
 
     def quick_guess(self, raw_login: str) -> tuple[str, str, str] | None:
-        """``guess`` as (name, account id, group; "" for an account's own login), without a ``Login`` for the
-        common case; None where ``guess`` is None."""
+        """``guess`` as (name, account id, group; "" for an account's own login), without making a ``Login``."""
         name = self._name(raw_login)
         if not name:
             return None
