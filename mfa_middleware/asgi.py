@@ -62,7 +62,19 @@ class MFAMiddleware:
         elif not identity:
             identity = None
         if kind == "http":
-            quick = self.gate.quick(scope["path"], identity, _cookie(scope), scope.get("scheme") == "https")
+            path, https = scope["path"], scope.get("scheme") == "https"
+            cookie = b""  # the Cookie header as sent (the gate decodes it only the first time it sees it)
+            for key, value in scope.get("headers", ()):
+                if key == b"cookie":
+                    cookie = bytes(value)  # a server may hand a bytearray (unhashable)
+                    break
+            if identity is not None:  # a signed-in user's every request: Gate.passing
+                facts = self.gate.passing(path, identity, cookie, https)
+                if facts is not None:
+                    scope["mfa"] = facts
+                    await self.app(scope, receive, send)
+                    return
+            quick = self.gate.quick(path, identity, cookie, https)
             if quick is not None:
                 scope["mfa"] = quick.mfa
                 await self.app(scope, receive, _with_cookies(send, quick) if quick.cookies else send)
@@ -97,14 +109,6 @@ class MFAMiddleware:
             https=scope.get("scheme") in ("https", "wss"), identity=identity,
             form=form,
         )
-
-
-def _cookie(scope: Scope) -> bytes:
-    """The Cookie header as sent (the gate decodes it only the first time it sees it)."""
-    for key, value in scope.get("headers", ()):
-        if key == b"cookie":
-            return bytes(value)
-    return b""
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -80,13 +80,17 @@ class _Seen:
     for a verified session the facts to hand the app and when something next falls due (a timeout or the
     cookie's re-issue), all of which depend on the ticket alone."""
 
-    __slots__ = ("account", "due", "epoch", "present", "ticket", "verified")
+    __slots__ = ("account", "confirmed", "due", "epoch", "present", "ticket", "verified")
 
     def __init__(self, present: bool, ticket: Ticket | None, sessions: Sessions | None = None) -> None:
         self.present, self.ticket = present, ticket
         self.account: str | None = None
         self.epoch, self.due = -1, 0.0
         self.verified: dict[str, Any] | None = None
+        # Set by ``Gate.quick`` when it lets this verified session through: the epoch-cache entry it checked
+        # the ticket against, until when (epoch-cache clock) that check may be reused, and the facts. One
+        # attribute, written at once: a WSGI thread reads either the old confirmation or the new one.
+        self.confirmed: tuple[object, float, dict[str, Any]] | None = None
         if ticket is not None and sessions is not None and ticket.verified_at:
             self.account, self.epoch = ticket.account, ticket.epoch
             self.due = min(ticket.created + sessions.absolute_timeout, ticket.seen + sessions.idle_timeout,
@@ -213,6 +217,9 @@ class Gate:
         self._owned_prefix = self.prefix + "/"
         self._exempt_exact = frozenset(self.exempt)
         self._exempt_prefixes = tuple(p.rstrip("/") + "/" for p in self.exempt)
+        # Every path ``quick`` treats specially starts with one of these (``passing`` leaves them all to it).
+        self._special = (self.prefix, *(p.rstrip("/") for p in self.exempt))
+        self._epoch_entries = self.epochs.entries
         self._session_cookie = {False: cookie_name(SESSION_COOKIE, False), True: cookie_name(SESSION_COOKIE, True)}
         # What a Cookie header says (``_Seen``) by its exact text (a browser sends the same header request
         # after request): a pure function of the header, so caching it cannot change a decision.
@@ -254,8 +261,33 @@ class Gate:
             return None
         if known[1] and seen.account == identity and seen.epoch == known[0] and seen.verified is not None \
                 and self.sessions.clock() < seen.due:
+            entry = self._epoch_entries.get(identity)
+            if entry is not None and entry[0] is known:  # for ``passing``: what was checked, and until when
+                seen.confirmed = (entry, entry[1] + self.epochs.soft_ttl, seen.verified)
             return Pass(dict(seen.verified), [])  # a copy: the app may change its scope["mfa"]
         return self._decide(identity, known, seen.ticket, https)
+
+    def passing(self, path: str, identity: str, cookie_header: str | bytes, https: bool) -> dict[str, Any] | None:
+        """``quick``'s answer for a verified session it has already let through, in a few comparisons: the
+        facts for ``scope["mfa"]`` (a fresh copy), or None to ask ``quick``.
+
+        The same Cookie header, the same identity, the very epoch-cache entry ``quick`` checked its ticket
+        against (``EpochCache.entries``: a refresh, a revocation learned, ``forget`` or eviction each replace
+        or drop it) while that entry is younger than the cache's refresh age, and the ticket's next timeout or
+        re-issue not yet due; no path ``quick`` treats specially. Each is a condition under which ``quick``
+        would answer the same ``Pass`` without cookies, so this adds no rule of its own (``tests/
+        test_gate_quick.py`` checks both against each other). It exists because this is every request of a
+        signed-in user: no ``Pass``, no clock but the two deadlines, no method calls beyond the memo's.
+        """
+        seen = self._seen_memo[https].get(cookie_header)
+        if seen is None or seen.account != identity:
+            return None
+        confirmed = seen.confirmed
+        if confirmed is None or self._epoch_entries.get(identity) is not confirmed[0] \
+                or self.epochs.clock() >= confirmed[1] or self.sessions.clock() >= seen.due \
+                or path.startswith(self._special):
+            return None
+        return confirmed[2].copy()
 
     def _decide(self, identity: str, known: tuple[int, bool], ticket: Ticket | None, https: bool) -> Pass | None:
         """``quick`` for everything but a verified session with nothing due: timeouts, re-issue, policy."""

@@ -12,6 +12,11 @@ Without this, every request in flight when the entry expired took the slow path 
 concurrent connections a herd of ~32 store lookups (and ~64 Redis commands) per account per second.
 If the refresh has not landed by the time the entry is ``ttl`` old (a slow store), the entry is simply
 expired, as before: the bound on revocation never stretches.
+
+``entries`` is readable by the gate's fast lane (``Gate.passing``), which remembers *which* entry object it
+checked a session against: ``put`` always stores a new tuple and ``forget`` and eviction remove it, so
+"still the same object, and younger than ``soft_ttl``" means nothing about the account has been learned,
+changed or dropped since. The dict is never replaced, only changed in place.
 """
 
 from __future__ import annotations
@@ -31,13 +36,13 @@ class EpochCache:
         # account -> ((epoch, enabled), when learned). Plain tuples of numbers, which the garbage collector
         # stops tracking once it has seen them: an instance may hold 100,000 entries, and tracked ones (an
         # object per entry) would be walked by every full collection of the host app. ``get`` hands out the
-        # inner tuple itself, so a lookup makes nothing.
-        self._entries: dict[str, tuple[tuple[int, bool], float]] = {}
+        # inner tuple itself, so a lookup makes nothing. Read-only outside this class (see the module notes).
+        self.entries: dict[str, tuple[tuple[int, bool], float]] = {}
         self._claims: dict[str, float] = {}  # account -> when its refresh was last handed out
         self._lock = threading.Lock()  # WSGI servers call from many threads
 
     def get(self, account: str) -> tuple[int, bool] | None:
-        entry = self._entries.get(account)
+        entry = self.entries.get(account)
         if entry is None:
             return None
         age = self.clock() - entry[1]
@@ -55,19 +60,22 @@ class EpochCache:
 
     def put(self, account: str, epoch: int, enabled: bool) -> None:
         with self._lock:
-            if len(self._entries) >= self.max_entries:
+            if len(self.entries) >= self.max_entries:
                 self._evict()
-            self._entries[account] = ((epoch, enabled), self.clock())
+            self.entries[account] = ((epoch, enabled), self.clock())
             self._claims.pop(account, None)
 
     def forget(self, account: str) -> None:
         with self._lock:
-            self._entries.pop(account, None)
+            self.entries.pop(account, None)
             self._claims.pop(account, None)
 
     def _evict(self) -> None:
         now = self.clock()
-        fresh = {a: e for a, e in self._entries.items() if now - e[1] <= self.ttl}
+        fresh = {a: e for a, e in self.entries.items() if now - e[1] <= self.ttl}
         # Everything fresh may still be too much: then start over (a cold second, not unbounded memory).
-        self._entries = fresh if len(fresh) < self.max_entries else {}
-        self._claims = {a: t for a, t in self._claims.items() if a in self._entries}
+        # In place: the gate holds this dict (``entries``).
+        self.entries.clear()
+        if len(fresh) < self.max_entries:
+            self.entries.update(fresh)
+        self._claims = {a: t for a, t in self._claims.items() if a in self.entries}

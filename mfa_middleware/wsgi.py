@@ -48,8 +48,13 @@ class MFAWsgiMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         identity = self.identity(environ)
         identity = str(identity) if identity else None
-        decision: Pass | Reply | None = self.gate.quick(
-            _path(environ), identity, environ.get("HTTP_COOKIE", ""), environ.get("wsgi.url_scheme") == "https")
+        path, cookie, https = _path(environ), environ.get("HTTP_COOKIE", ""), environ.get("wsgi.url_scheme") == "https"
+        if identity is not None:  # a signed-in user's every request: Gate.passing
+            facts = self.gate.passing(path, identity, cookie, https)
+            if facts is not None:
+                environ["mfa"] = facts
+                return self.app(environ, start_response)
+        decision: Pass | Reply | None = self.gate.quick(path, identity, cookie, https)
         if decision is None:
             req = self._request(environ, identity)
             try:

@@ -101,3 +101,114 @@ def test_a_remembered_header_still_times_out_and_is_reissued() -> None:
     gate.epochs.put("alice", 2, True)  # and a revoked epoch is never passed, however fresh the ticket
     clock.now = START
     assert gate.quick("/", "alice", header, False) is None
+
+
+class EpochClock(Clock):
+    def __init__(self) -> None:
+        self.now = 5_000.0  # a monotonic clock's own origin
+
+
+EVENTS = ("nothing", "refresh", "revoke", "disable", "forget", "evict", "epoch_age", "wall", "other_user")
+AMOUNTS = (0.0, 0.3, 0.79, 0.8, 0.81, 1.0, 1.5, 61.0)
+PATHS = ("/", "/app/page", "/mfa", "/mfa/setup", "/nic/update", "/nic/update/x", "/nic/updates")
+
+
+def _passing_agrees_with_quick(policy: str, enabled: bool, session: GateSession, seen_ago: float, tamper: bool,
+                               https: bool, as_bytes: bool, event: str, amount: float, path: str) -> None:
+    """``Gate.passing`` (the lane a verified session's every request takes) answers a request only with what
+    ``quick`` answers at that moment (the same facts, no cookie to set), after whatever happened since ``quick``
+    last let the header through: a refresh or revocation learned, ``forget``, eviction, either clock moving,
+    another user behind the same cookie, a path the gate treats specially. And it is not dead code: with
+    nothing changed, it answers every request of a 2FA account that ``quick`` let through without a cookie."""
+    clock, epoch_clock = Clock(), EpochClock()
+    gate = _gate(policy, clock)
+    gate.epochs.clock = epoch_clock
+    text = _header(gate, session, START - seen_ago, https, tamper)
+    header: str | bytes = text.encode("latin-1") if as_bytes else text
+    gate.epochs.put("alice", 7, enabled)
+    first = gate.quick("/", "alice", header, https)
+    identity = "alice"
+    if event == "refresh":
+        gate.epochs.put("alice", 7, enabled)
+    elif event == "revoke":
+        gate.epochs.put("alice", 8, enabled)
+    elif event == "disable":
+        gate.epochs.put("alice", 7, False)
+    elif event == "forget":
+        gate.epochs.forget("alice")
+    elif event == "evict":
+        gate.epochs.max_entries = 1
+        epoch_clock.now += gate.epochs.ttl + amount  # alice's entry is stale when bob's arrives
+        gate.epochs.put("bob", 1, True)
+    elif event == "epoch_age":
+        epoch_clock.now += amount
+    elif event == "wall":
+        clock.now += amount
+    elif event == "other_user":
+        identity = "mallory"
+    facts = gate.passing(path, identity, header, https)
+    answer = gate.quick(path, identity, header, https)
+    if event == "nothing" and path in ("/", "/app/page") and enabled and first is not None \
+            and first.cookies == [] and first.mfa.get("verified"):
+        assert facts == first.mfa  # the lane is taken (for 2FA on: a verified session of an account without
+        # 2FA, whose 2FA was just turned off, is left to ``quick``)
+    if facts is not None:
+        assert answer is not None and answer.cookies == [] and answer.mfa == facts, (event, amount, path)
+        facts["verified"] = False  # the app may scribble on scope["mfa"]: the next answer is untouched
+        again = gate.passing(path, identity, header, https)
+        assert again is not None and again["verified"] is True
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    policy=st.sampled_from(["optional", "required"]),
+    enabled=st.booleans(),
+    same_account=st.booleans(),
+    created_ago=st.sampled_from([0.0, 3600.0, 12 * 3600.0 - 1, 13 * 3600.0]),
+    seen_ago=st.sampled_from([0.0, 5.0, 59.0, 60.0, 30 * 60.0 - 1, 40 * 60.0]),
+    verified=st.booleans(),
+    tamper=st.booleans(),
+    https=st.booleans(),
+    as_bytes=st.booleans(),
+    event=st.sampled_from(EVENTS),
+    amount=st.sampled_from(AMOUNTS),
+    path=st.sampled_from(PATHS),
+)
+def test_passing_answers_only_what_quick_would(policy: str, enabled: bool, same_account: bool, created_ago: float,
+                                               seen_ago: float, verified: bool, tamper: bool, https: bool,
+                                               as_bytes: bool, event: str, amount: float, path: str) -> None:
+    session = GateSession("s" * 43, "alice" if same_account else "mallory", 7, START - max(created_ago, seen_ago),
+                          "csrf", START - seen_ago if verified else None, "totp" if verified else "")
+    _passing_agrees_with_quick(policy, enabled, session, seen_ago, tamper, https, as_bytes, event, amount, path)
+
+
+def test_passing_on_a_verified_session_after_every_event() -> None:
+    """The region that matters, every combination: a verified, fresh session that ``quick`` has let through,
+    then each event at each size on each path (random sessions above rarely land here)."""
+    session = GateSession("s" * 43, "alice", 7, START - 10, "csrf", START - 10, "totp")
+    for policy, enabled in (("optional", True), ("required", True), ("optional", False)):
+        for event in EVENTS:
+            for amount in AMOUNTS:
+                for path in PATHS:
+                    for https, as_bytes in ((False, False), (True, True)):
+                        _passing_agrees_with_quick(policy, enabled, session, 5.0, False, https, as_bytes, event,
+                                                   amount, path)
+
+
+def test_passing_follows_a_revocation_learned_from_the_store_at_once() -> None:
+    """Not one request more passes on a confirmed header once the cache holds a newer epoch (``put``) or none."""
+    clock = Clock()
+    gate = _gate("optional", clock)
+    session = GateSession("s" * 43, "alice", 1, START, "csrf", START, "totp")
+    header = _header(gate, session, START, False, False)
+    gate.epochs.put("alice", 1, True)
+    assert gate.passing("/", "alice", header, False) is None  # nothing confirmed yet
+    assert gate.quick("/", "alice", header, False) is not None
+    assert gate.passing("/", "alice", header, False) is not None
+    gate.epochs.put("alice", 2, True)  # "sign out everywhere", as the store told this instance
+    assert gate.passing("/", "alice", header, False) is None
+    assert gate.quick("/", "alice", header, False) is None
+    gate.epochs.put("alice", 1, True)
+    assert gate.quick("/", "alice", header, False) is not None
+    gate.epochs.forget("alice")  # this instance changed the account itself
+    assert gate.passing("/", "alice", header, False) is None
