@@ -12,6 +12,12 @@ this way (bench/README.md). ``--cookie-from gate`` logs each server in as a fres
 ``bench.gate_apps`` (enrolling 2FA when the factory's name contains "gated") and replays its cookies.
 ``--update nochg|good`` loads ``bench.update_endpoint``'s two pools of 10k hosts and sends its authenticated
 ``/nic/update`` requests (``bench/updates.lua``) instead.
+
+``--together`` drives every server at once (all on core 0, one wrk each on core 1) instead of in turn: each
+round's servers then run on the same machine at the same moment, so their ratio holds still where rotated
+rounds swing with this VM's speed (the gate pair, same code: rotated 1 s rounds read 0.62-1.16 of each other,
+together 0.88-0.95). Absolute req/s are then shares of one core; the ratios and the CPU per request are
+what to read. ``paired`` is the median of each round's ratio to the first factory.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -59,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--update", choices=("nochg", "good"), help="drive /nic/update with bench/updates.lua")
+    parser.add_argument("--together", action="store_true", help="drive every server at once (see above)")
     args = parser.parse_args(argv)
     with harness.redis_server() as redis:  # pinned to the load core, as in make bench
         _run(args, redis)
@@ -81,31 +89,48 @@ def _run(args: argparse.Namespace, redis: RedisServer) -> None:
         pids = {name: _pid(url) for name, url in urls.items()}
         client = redis_client.Redis.from_url(redis.url)
         seeds = itertools.count(1)
-        samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
+
+        def measure(name: str, headers: list[str], seed: int) -> tuple[harness.Result, float, float]:
+            user0, sys0 = _cpu(pids[name])
+            if args.update:  # a new seed every run: the good pool gets new addresses each time
+                first = "0" if args.update == "nochg" else pools[0]
+                r = harness.wrk(urls[name] + "/nic/update", seconds=args.seconds, connections=args.connections,
+                                script=update_endpoint.LUA, args=[args.update, first, *pools, str(seed)])
+            else:
+                r = harness.wrk(urls[name] + args.path, seconds=args.seconds, connections=args.connections,
+                                headers=headers)
+            user1, sys1 = _cpu(pids[name])
+            return r, user1 - user0, sys1 - sys0
+
+        def reset() -> None:
+            if args.update:
+                update_endpoint.reset_counters(client)
+
+        samples: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in names}  # + round
         for n in range(args.rounds + 1):  # round 0 warms up and is not kept
-            for name in names[n % len(names):] + names[:n % len(names)]:
-                user0, sys0 = _cpu(pids[name])
-                if args.update:  # a new seed every run: the good pool gets new addresses each time
-                    first = "0" if args.update == "nochg" else pools[0]
-                    r = harness.wrk(urls[name] + "/nic/update", seconds=args.seconds,
-                                    connections=args.connections, script=update_endpoint.LUA,
-                                    args=[args.update, first, *pools, str(next(seeds))])
-                    update_endpoint.reset_counters(client)
-                else:
-                    r = harness.wrk(urls[name] + args.path, seconds=args.seconds,
-                                    connections=args.connections, headers=browsers[name].header())
-                user1, sys1 = _cpu(pids[name])
+            runs = []
+            if args.together:
+                headers = {name: browsers[name].header() for name in names}  # any wait for a cookie first
+                with ThreadPoolExecutor(len(names)) as pool:
+                    futures = [(name, pool.submit(measure, name, headers[name], next(seeds))) for name in names]
+                    runs = [(name, future.result()) for name, future in futures]
+                reset()
+            else:
+                for name in names[n % len(names):] + names[:n % len(names)]:
+                    runs.append((name, measure(name, browsers[name].header(), next(seeds))))
+                    reset()
+            for name, (r, user, system) in runs:
                 if r.wrong or r.errors:
                     print(f"warning: {name}: {r.wrong} wrong answers, {r.errors} errors", flush=True)
                 if n and r.requests:
-                    samples[name].append((r.rps, (user1 - user0) / r.requests * 1e6,
-                                          (sys1 - sys0) / r.requests * 1e6))
+                    samples[name].append((r.rps, user / r.requests * 1e6, system / r.requests * 1e6, n))
     base = statistics.median(s[0] for s in samples[names[0]])
-    print(f"{'factory':<40} {'req/s':>8} {'ratio':>6} {'user us/req':>12} {'sys us/req':>11}")
+    print(f"{'factory':<40} {'req/s':>8} {'ratio':>6} {'paired':>6} {'user us/req':>12} {'sys us/req':>11}")
     for name, rows in samples.items():
         rps, user, system = (statistics.median(row[i] for row in rows) for i in range(3))
-        print(f"{name:<40} {rps:>8.0f} {rps / base:>6.3f} {user:>12.1f} {system:>11.1f}")
-
+        first = {row[3]: row[0] for row in samples[names[0]]}
+        paired = statistics.median(row[0] / first[row[3]] for row in rows if row[3] in first)
+        print(f"{name:<40} {rps:>8.0f} {rps / base:>6.3f} {paired:>6.3f} {user:>12.1f} {system:>11.1f}")
 
 if __name__ == "__main__":
     main()
