@@ -14,12 +14,14 @@ import redis
 from ddns_update.abuse import Abuse, AbusePolicy
 from ddns_update.account_settings import AccountSettings
 from ddns_update.credentials import ThrottlePolicy
+from ddns_update.hosts import history_prefix
 from ddns_update.protocol import parse_trusted_proxies
 from ddns_update.service import UpdatePolicy
 from mfa_middleware import totp
 from mfa_middleware.backup_codes import BackupCodeHasher
 from mfa_middleware.crypto import SeedCipher
 from mfa_middleware.passwords import FAST, PasswordHasher
+from mfa_middleware.store import Op, cmd
 from mfa_middleware.twofactor import TwoFactor
 from tests.ddns_harness import AGENT, PASSWORD, RecordingBackend, Site
 
@@ -444,9 +446,15 @@ async def test_dns_push_only_for_changes_and_dnserr_restores_record(redis_url: s
         await site.close()
 
 
+def _one(*args: Any) -> Op[Any]:
+    return (yield cmd(*args))
+
+
 async def test_history_is_capped(site: Site) -> None:
     for i in range(25):
         await site.get(f"hostname={A}&myip=192.0.2.{i + 1}")
     history = site.sync.run(site.hosts.history("alice", A))
     assert len(history) == 20
     assert history[0].ipv4 == "192.0.2.25" and history[0].user_agent == AGENT
+    # The stored list itself is capped (``history`` reads only the first 20): memory stays bounded per host.
+    assert site.sync.run(_one("LLEN", history_prefix(site.keys, "alice") + A)) == 20
