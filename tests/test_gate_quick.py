@@ -80,12 +80,17 @@ def test_fast_lane_agrees_with_the_general_rules(policy: str, enabled: bool, sam
         assert _decision(gate.quick("/", identity, sent, https)) == _decision(expected)
 
 
-def test_a_remembered_header_still_times_out_and_is_reissued() -> None:
-    clock = Clock()
+def _verified_alice(clock: Clock) -> tuple[Gate, str]:
+    """A gate and the Cookie header of alice's session verified just now (epoch 1, 2FA on)."""
     gate = _gate("optional", clock)
     session = GateSession("s" * 43, "alice", 1, START, "csrf", START, "totp")
-    header = _header(gate, session, START, False, False)
     gate.epochs.put("alice", 1, True)
+    return gate, _header(gate, session, START, False, False)
+
+
+def test_a_remembered_header_still_times_out_and_is_reissued() -> None:
+    clock = Clock()
+    gate, header = _verified_alice(clock)
     first = gate.quick("/", "alice", header, False)
     assert first is not None and first.mfa["verified"] and first.cookies == []
     first.mfa["verified"] = False  # an app scribbling on scope["mfa"] must not change the next answer
@@ -197,11 +202,7 @@ def test_passing_on_a_verified_session_after_every_event() -> None:
 
 def test_passing_follows_a_revocation_learned_from_the_store_at_once() -> None:
     """Not one request more passes on a confirmed header once the cache holds a newer epoch (``put``) or none."""
-    clock = Clock()
-    gate = _gate("optional", clock)
-    session = GateSession("s" * 43, "alice", 1, START, "csrf", START, "totp")
-    header = _header(gate, session, START, False, False)
-    gate.epochs.put("alice", 1, True)
+    gate, header = _verified_alice(Clock())
     assert gate.passing("/", "alice", header, False) is None  # nothing confirmed yet
     assert gate.quick("/", "alice", header, False) is not None
     assert gate.passing("/", "alice", header, False) is not None
