@@ -213,3 +213,27 @@ def test_passing_follows_a_revocation_learned_from_the_store_at_once() -> None:
     assert gate.quick("/", "alice", header, False) is not None
     gate.epochs.forget("alice")  # this instance changed the account itself
     assert gate.passing("/", "alice", header, False) is None
+
+
+def test_passing_sees_a_revocation_after_an_eviction_that_kept_the_entry() -> None:
+    """Eviction keeps fresh entries; the gate must keep reading the cache's own dict afterwards (eviction
+    changes it in place), so a revocation learned after it still stops ``passing`` at once."""
+    gate, header = _verified_alice(Clock())
+    epoch_clock = EpochClock()
+    gate.epochs.clock = epoch_clock
+    gate.epochs.max_entries = 2
+    gate.epochs.put("old", 1, True)
+    epoch_clock.now += gate.epochs.ttl + 0.1  # "old" is stale now
+    gate.epochs.put("alice", 1, True)
+    assert gate.quick("/", "alice", header, False) is not None
+    gate.epochs.put("bob", 1, True)  # full: evicts "old", keeps alice's entry as it was
+    assert "old" not in gate.epochs.entries and "alice" in gate.epochs.entries
+    assert gate.passing("/", "alice", header, False) is not None
+    gate.epochs.put("alice", 2, True)  # then a revocation
+    assert gate.passing("/", "alice", header, False) is None
+    assert gate.quick("/", "alice", header, False) is None
+    gate.epochs.forget("alice")
+    gate.epochs.put("alice", 1, True)  # forgotten, then learned again: confirmed afresh by quick first
+    assert gate.passing("/", "alice", header, False) is None
+    assert gate.quick("/", "alice", header, False) is not None
+    assert gate.passing("/", "alice", header, False) is not None
