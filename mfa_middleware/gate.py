@@ -219,7 +219,6 @@ class Gate:
         self._exempt_prefixes = tuple(p.rstrip("/") + "/" for p in self.exempt)
         # Every path ``quick`` treats specially starts with one of these (``passing`` leaves them all to it).
         self._special = (self.prefix, *(p.rstrip("/") for p in self.exempt))
-        self._epoch_entries = self.epochs.entries
         self._session_cookie = {False: cookie_name(SESSION_COOKIE, False), True: cookie_name(SESSION_COOKIE, True)}
         # What a Cookie header says (``_Seen``) by its exact text (a browser sends the same header request
         # after request): a pure function of the header, so caching it cannot change a decision.
@@ -261,7 +260,7 @@ class Gate:
             return None
         if known[1] and seen.account == identity and seen.epoch == known[0] and seen.verified is not None \
                 and self.sessions.clock() < seen.due:
-            entry = self._epoch_entries.get(identity)
+            entry = self.epochs.entries.get(identity)
             if entry is not None and entry[0] is known:  # for ``passing``: what was checked, and until when
                 seen.confirmed = (entry, entry[1] + self.epochs.soft_ttl, seen.verified)
             return Pass(dict(seen.verified), [])  # a copy: the app may change its scope["mfa"]
@@ -282,9 +281,9 @@ class Gate:
         seen = self._seen_memo[https].get(cookie_header)
         if seen is None or seen.account != identity:
             return None
-        confirmed = seen.confirmed
-        if confirmed is None or self._epoch_entries.get(identity) is not confirmed[0] \
-                or self.epochs.clock() >= confirmed[1] or self.sessions.clock() >= seen.due \
+        confirmed, epochs = seen.confirmed, self.epochs
+        if confirmed is None or epochs.entries.get(identity) is not confirmed[0] \
+                or epochs.clock() >= confirmed[1] or self.sessions.clock() >= seen.due \
                 or path.startswith(self._special):
             return None
         return confirmed[2].copy()

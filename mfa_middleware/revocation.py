@@ -16,7 +16,8 @@ expired, as before: the bound on revocation never stretches.
 ``entries`` is readable by the gate's fast lane (``Gate.passing``), which remembers *which* entry object it
 checked a session against: ``put`` always stores a new tuple and ``forget`` and eviction remove it, so
 "still the same object, and younger than ``soft_ttl``" means nothing about the account has been learned,
-changed or dropped since. The dict is never replaced, only changed in place.
+changed or dropped since. The gate reads ``entries`` through the cache on every request (nothing holds on
+to the dict), and eviction changes it in place all the same.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class EpochCache:
         now = self.clock()
         fresh = {a: e for a, e in self.entries.items() if now - e[1] <= self.ttl}
         # Everything fresh may still be too much: then start over (a cold second, not unbounded memory).
-        # In place: the gate holds this dict (``entries``).
+        # In place (see the module notes).
         self.entries.clear()
         if len(fresh) < self.max_entries:
             self.entries.update(fresh)
