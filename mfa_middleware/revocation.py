@@ -17,7 +17,7 @@ expired, as before: the bound on revocation never stretches.
 checked a session against: ``put`` always stores a new tuple and ``forget`` and eviction remove it, so
 "still the same object, and younger than ``soft_ttl``" means nothing about the account has been learned,
 changed or dropped since. The gate reads ``entries`` through the cache on every request (nothing holds on
-to the dict), and eviction changes it in place all the same.
+to the dict), so eviction may replace it.
 """
 
 from __future__ import annotations
@@ -75,8 +75,5 @@ class EpochCache:
         now = self.clock()
         fresh = {a: e for a, e in self.entries.items() if now - e[1] <= self.ttl}
         # Everything fresh may still be too much: then start over (a cold second, not unbounded memory).
-        # In place (see the module notes).
-        self.entries.clear()
-        if len(fresh) < self.max_entries:
-            self.entries.update(fresh)
+        self.entries = fresh if len(fresh) < self.max_entries else {}
         self._claims = {a: t for a, t in self._claims.items() if a in self.entries}

@@ -216,8 +216,8 @@ def test_passing_follows_a_revocation_learned_from_the_store_at_once() -> None:
 
 
 def test_passing_sees_a_revocation_after_an_eviction_that_kept_the_entry() -> None:
-    """Eviction keeps fresh entries; the gate must keep reading the cache's own dict afterwards (eviction
-    changes it in place), so a revocation learned after it still stops ``passing`` at once."""
+    """Eviction keeps fresh entries; the gate must read the cache's current dict afterwards (eviction replaces
+    it), so a revocation learned after it still stops ``passing`` at once."""
     gate, header = _verified_alice(Clock())
     epoch_clock = EpochClock()
     gate.epochs.clock = epoch_clock
