@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from ddns_update.credentials import Credentials, ThrottlePolicy
 from ddns_update.dns_backend import DnsBackend, backend_from_settings
 from ddns_update.protocol import parse_trusted_proxies
+from ddns_update.scripts import UPDATE
 from ddns_update.service import SERVER_ERROR, UpdateFacts, UpdatePolicy, UpdateReply, UpdateService
 from mfa_middleware import metrics
 from mfa_middleware.accounts import Accounts
@@ -31,6 +32,8 @@ from mfa_middleware.crypto import derive_key
 from mfa_middleware.metrics import STORE_ERRORS, UPDATES
 from mfa_middleware.passwords import PasswordHasher
 from mfa_middleware.store import AsyncStore, Keys, MemoryStore, Op, Store, StoreError, open_async_store
+from mfa_middleware.store.effects import Eval
+from mfa_middleware.store.fast_driver import FastAsyncRedisDriver
 from mfa_middleware.store.runner import run_async
 
 log = logging.getLogger("ddns_update")
@@ -97,6 +100,8 @@ class UpdateEndpoint:
         self.service = service
         self.store = store
         self.driver = store.driver  # run_async(driver, op) is store.run(op) without its frame
+        # The lean Redis driver takes the quick lane's command encoded ahead (``UpdateService._update_command``).
+        self.packed = isinstance(store.driver, FastAsyncRedisDriver)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -112,13 +117,17 @@ class UpdateEndpoint:
         query = scope.get("query_string", b"")
         client = scope.get("client")
         peer = client[0] if client else None
-        quick = None if method == "POST" else self.service.quick(query, headers, peer)
+        quick = None if method == "POST" else self.service.quick(query, headers, peer, packed=self.packed)
         if quick is None:
             body = await self._body(receive) if method == "POST" else b""
             reply = await self.run(self.service.update(_facts(query, body, headers, peer)))
         else:  # the quick lane (UpdateService.quick): the step without the generator and its runner
+            step = quick.step
             try:
-                result = await self.driver.execute(quick.step)
+                if isinstance(step, bytes):
+                    result = await cast(FastAsyncRedisDriver, self.driver).execute_packed(UPDATE, step)
+                else:
+                    result = await self.driver.execute(step)
             except StoreError as exc:
                 reply = _counted(_failed(exc))
             else:
@@ -176,7 +185,7 @@ class WsgiUpdateApp:
             if quick is None:
                 reply = self.store.run(self.service.update(_facts(query, body, headers, peer)))
             else:  # the quick lane, as in UpdateEndpoint
-                result = self.store.driver.execute(quick.step)
+                result = self.store.driver.execute(cast(Eval, quick.step))  # not packed: an Eval
                 settled = self.service.quick_reply(quick, result)
                 reply = settled if settled is not None else \
                     self.store.run(self.service.resume(_facts(query, body, headers, peer), quick, result))

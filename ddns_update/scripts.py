@@ -13,8 +13,8 @@ from mfa_middleware.store.effects import Script
 
 # ARGV positions of UPDATE, named once for the Python side (service.py builds the argument list).
 ARG_ORDER = (
-    "login", "verifier", "kind", "now_ms", "ipv4", "ipv6", "offline", "history_tail", "agent_ok",
-    "nochg_limit", "fault_limit", "window_ms", "history_prefix", "history_length", "group", "now_s",
+    "login", "kind", "nochg_limit", "fault_limit", "window_ms", "history_prefix", "history_length", "group",
+    "verifier", "now_ms", "ipv4", "ipv6", "offline", "history_tail", "agent_ok", "now_s",
 )
 
 # KEYS: 1 account hash, 2 hosts hash, 3 credential cache, 4 group hash (account hash for account logins),
@@ -26,7 +26,7 @@ ARG_ORDER = (
 UPDATE = Script(
     "ddns_update",
     """
-local login, kind = ARGV[1], ARGV[3]
+local login, kind = ARGV[1], ARGV[2]
 local acct = redis.call('HMGET', KEYS[1], 'pw_epoch', 'ddns_pw', 'ddns_offline')
 if not acct[1] then return {'stale'} end
 local epoch
@@ -46,15 +46,15 @@ end
 local cached = redis.call('HGET', KEYS[3], login)
 if not cached then return {'miss'} end
 local c_ver, c_epoch, c_exp = string.match(cached, '^([^|]*)|([^|]*)|([^|]*)$')
-if c_epoch ~= epoch or (tonumber(c_exp) or 0) < tonumber(ARGV[4]) then
+if c_epoch ~= epoch or (tonumber(c_exp) or 0) < tonumber(ARGV[10]) then
   redis.call('HDEL', KEYS[3], login)
   return {'miss'}
 end
 -- Verifiers start with a 8-hex key id: one made under another server key (a rotated MFA_SECRET_KEY, an
 -- instance configured differently) is a miss, not a wrong password. The rest is an HMAC under the server
 -- key, so the comparison's timing tells an attacker nothing usable.
-if c_ver ~= ARGV[2] then
-  if string.sub(c_ver, 1, 9) ~= string.sub(ARGV[2], 1, 9) then
+if c_ver ~= ARGV[9] then
+  if string.sub(c_ver, 1, 9) ~= string.sub(ARGV[9], 1, 9) then
     redis.call('HDEL', KEYS[3], login)
     return {'miss'}
   end
@@ -62,7 +62,7 @@ if c_ver ~= ARGV[2] then
 end
 if redis.call('HEXISTS', KEYS[5], login) == 1 then return {'abuse'} end
 
-local window = tonumber(ARGV[12])
+local window = tonumber(ARGV[5])
 local function bump(key, field, limit, reason)
   local n = redis.call('HINCRBY', key, field, 1)
   -- The window runs from the counter hash's first hit, which is some field's first (n == 1): a key lookup
@@ -70,29 +70,29 @@ local function bump(key, field, limit, reason)
   if n == 1 and redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, window) end
   if n > tonumber(limit) then redis.call('HSET', KEYS[5], login, reason .. '@' .. ARGV[16]) end
 end
-local function fault(reason) bump(KEYS[7], login, ARGV[11], reason) end
-if ARGV[9] ~= '1' then fault('badagent'); return {'badagent'} end
+local function fault(reason) bump(KEYS[7], login, ARGV[4], reason) end
+if ARGV[15] ~= '1' then fault('badagent'); return {'badagent'} end
 
 local offline_denied = acct[3] == 'deny'
 local changes = {}
 local function apply(h)
   local cur = redis.call('HGET', KEYS[2], h)
   if not cur then return 'nohost' end
-  if ARGV[7] == '1' and offline_denied then return '!donator' end
+  if ARGV[13] == '1' and offline_denied then return '!donator' end
   local v4, v6, off = string.match(cur, '^([^|]*)|([^|]*)|([^|]*)|')
   local n4, n6 = v4, v6
-  if ARGV[5] ~= '' then n4 = ARGV[5] end
-  if ARGV[6] ~= '' then n6 = ARGV[6] end
-  if n4 == v4 and n6 == v6 and ARGV[7] == off then
-    bump(KEYS[6], h, ARGV[10], 'nochg ' .. h)
+  if ARGV[11] ~= '' then n4 = ARGV[11] end
+  if ARGV[12] ~= '' then n6 = ARGV[12] end
+  if n4 == v4 and n6 == v6 and ARGV[13] == off then
+    bump(KEYS[6], h, ARGV[3], 'nochg ' .. h)
     return 'nochg'
   end
-  local new = n4 .. '|' .. n6 .. '|' .. ARGV[7] .. '|' .. ARGV[16]
+  local new = n4 .. '|' .. n6 .. '|' .. ARGV[13] .. '|' .. ARGV[16]
   redis.call('HSET', KEYS[2], h, new)
-  local hist = ARGV[13] .. h
+  local hist = ARGV[6] .. h
   -- Trimmed only once it is longer than kept: a redis.call fewer on most changes.
-  if redis.call('LPUSH', hist, new .. '|' .. ARGV[8]) > tonumber(ARGV[14]) then
-    redis.call('LTRIM', hist, 0, tonumber(ARGV[14]) - 1)
+  if redis.call('LPUSH', hist, new .. '|' .. ARGV[14]) > tonumber(ARGV[7]) then
+    redis.call('LTRIM', hist, 0, tonumber(ARGV[7]) - 1)
   end
   changes[#changes + 1] = h
   changes[#changes + 1] = cur
@@ -130,7 +130,7 @@ for i = 17, #ARGV do
   local typ, name = string.sub(ARGV[i], 1, 2), string.sub(ARGV[i], 3)
   if typ == 'h:' and member(name) then line(apply(name), name)
   elseif typ == 'h:' then line('nohost', name)
-  elseif kind == 'g' and name == ARGV[15] then line(whole_group())
+  elseif kind == 'g' and name == ARGV[8] then line(whole_group())
   else line('notfqdn', '') end
 end
 local out = {'ok', #lines / 2}

@@ -42,10 +42,15 @@ from ddns_update.scripts import REVERT, UPDATE
 from mfa_middleware.metrics import CREDENTIAL_CACHE
 from mfa_middleware.store import Keys, Op
 from mfa_middleware.store.effects import Eval, Offload
+from mfa_middleware.store.resp import evalsha, evalsha_head
 
 log = logging.getLogger("ddns_update")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f|]")
 MAX_AGENT_CHARS = 120  # kept per history entry; full agents go to the access log, not the store
+# Logins whose part of UPDATE's command a process keeps encoded (~400 bytes each; bytes, which the garbage
+# collector does not track). Past it the cache starts over, as the credential caches do.
+HEAD_CACHE_LIMIT = 100_000
+_HEAD_COUNT = 3 + 7 + 8  # EVALSHA, sha, numkeys; the seven KEYS; the login's part of ARGV
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class _Target(NamedTuple):  # a tuple: built on every update
 class QuickStep(NamedTuple):  # a tuple: built on every quick update
     """``UpdateService.quick``'s prepared request."""
 
-    step: Eval  # UPDATE, as the general path would send it first
+    step: Eval | bytes  # UPDATE, as the general path would send it first; with ``packed``, its command's bytes
     login: tuple[str, str, str]  # the login it was built for, the general path's guess: (name, account, group)
     addresses: str  # the address the answer reports ("203.0.113.7")
 
@@ -134,6 +139,7 @@ class UpdateService:
         # Text, as Redis receives every argument (the memory driver converts the same way).
         self._limits = (str(policy.abuse.nochg_per_host), str(policy.abuse.faults), str(policy.abuse.window_ms),
                         str(policy.history_length))
+        self._heads: dict[str, bytes] = {}  # login -> its part of UPDATE's command, encoded (``_update_command``)
 
     def update(self, facts: UpdateFacts) -> Op[UpdateReply]:
         """The update ``facts`` ask for, as one store operation (one round trip on the warm path)."""
@@ -147,10 +153,12 @@ class UpdateService:
     # either point, goes to the general path (``update``, or ``resume`` with the script's answer): the quick
     # lane decides nothing the general path would decide differently (``tests/test_update_quick.py``).
 
-    def quick(self, query: bytes, headers: Mapping[str, str], peer: str | None) -> QuickStep | None:
+    def quick(self, query: bytes, headers: Mapping[str, str], peer: str | None, *,
+              packed: bool = False) -> QuickStep | None:
         """The UPDATE step for a canonical bodiless request, or None (then ``update`` it).
 
-        ``headers``: lower-case names, as for ``UpdateFacts``; ``peer``: the socket's address.
+        ``headers``: lower-case names, as for ``UpdateFacts``; ``peer``: the socket's address. ``packed``: the
+        step as its EVALSHA command's bytes, for a driver that sends them as they are (``execute_packed``).
         """
         policy = self._policy
         if policy.trusted_proxies and ("x-forwarded-for" in headers or "x-real-ip" in headers):
@@ -177,8 +185,9 @@ class UpdateService:
         ipv4, ipv6 = (text, "") if isinstance(address, IPv4Address) else ("", text)
         tail = _safe(client) + "|" + _safe(agent[:MAX_AGENT_CHARS])
         name, account_id, group = guessed
-        return QuickStep(self._update_step(name, account_id, group, basic[1], ipv4, ipv6, "0", tail, "1",
-                                           ("h:" + fqdn,)), guessed, text)
+        build = self._update_command if packed else self._update_step
+        return QuickStep(build(name, account_id, group, basic[1], ipv4, ipv6, "0", tail, "1", ("h:" + fqdn,)),
+                         guessed, text)
 
     def quick_reply(self, quick: QuickStep, result: Any) -> UpdateReply | None:
         """The reply to ``quick``'s step when its ``result`` settles the request, else None (then ``resume``)."""
@@ -266,22 +275,45 @@ class UpdateService:
     def _update_step(self, name: str, account_id: str, group: str, password: str, ipv4: str, ipv6: str,
                      offline: str, history_tail: str, agent_ok: str, tokens: Sequence[str]) -> Eval:
         """UPDATE for login ``name`` of ``account_id`` (its ``group``, "" for the account's own login)."""
+        keys, login_args = self._login_part(name, account_id, group)
+        return Eval(UPDATE, keys, login_args + self._request_part(name, password, ipv4, ipv6, offline, history_tail,
+                                                                 agent_ok, tokens))
+
+    def _update_command(self, name: str, account_id: str, group: str, password: str, ipv4: str, ipv6: str,
+                        offline: str, history_tail: str, agent_ok: str, tokens: Sequence[str]) -> bytes:
+        """``_update_step`` as the bytes of its EVALSHA command (RESP), the login's part encoded once."""
+        # Keyed by what the login's part is made of: the name alone for an account's own login (its id).
+        key = name if account_id == name and not group else f"{name}\x00{account_id}\x00{group}"
+        head = self._heads.get(key)
+        if head is None:
+            head = evalsha_head(UPDATE, *self._login_part(name, account_id, group))
+            if len(self._heads) >= HEAD_CACHE_LIMIT:
+                self._heads.clear()
+            self._heads[key] = head
+        return evalsha(head, _HEAD_COUNT, self._request_part(name, password, ipv4, ipv6, offline, history_tail,
+                                                             agent_ok, tokens))
+
+    def _login_part(self, name: str, account_id: str, group: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """UPDATE's KEYS and its ARGV's first part, the same for every update of one login (ARG_ORDER)."""
         keys, prefix = self._account_keys(account_id, group)
-        now = time.time()
         nochg_limit, fault_limit, window_ms, history_length = self._limits
-        # UPDATE's ARGV, in ARG_ORDER (scripts.py), then the requested tokens ('h:FQDN' or 't:TOKEN').
-        args = (name, self.credentials.verifier(name, password), "g" if group else "a", str(int(now * 1000)),
-                ipv4, ipv6, offline, history_tail, agent_ok, nochg_limit, fault_limit, window_ms, prefix,
-                history_length, group, str(int(now)), *tokens)
-        return Eval(UPDATE, keys, args)
+        return keys, (name, "g" if group else "a", nochg_limit, fault_limit, window_ms, prefix, history_length, group)
+
+    def _request_part(self, name: str, password: str, ipv4: str, ipv6: str, offline: str, history_tail: str,
+                      agent_ok: str, tokens: Sequence[str]) -> tuple[str, ...]:
+        """The rest of UPDATE's ARGV (ARG_ORDER), then the requested tokens ('h:FQDN' or 't:TOKEN')."""
+        now_ms = int(time.time() * 1000)
+        return (self.credentials.verifier(name, password), str(now_ms), ipv4, ipv6, offline, history_tail, agent_ok,
+                str(now_ms // 1000), *tokens)
 
     def _account_keys(self, account_id: str, group: str) -> tuple[tuple[str, ...], str]:
         """UPDATE's KEYS and the history prefix for an account (and ``group``, "" for none).
 
-        Built per update, not remembered per account: a cache of them held tracked tuples that the garbage
-        collector walked again and again at 100,000 accounts (see ``Credentials``). Building them costs ~0.5 µs
-        more than the lookup did (no difference measurable in the served A/B); ``tests/test_update_caches.py``
-        checks them against ``Keys``, ``hosts_key``, ``history_prefix`` and ``Credentials.group_key``.
+        Built per update on the general path, not remembered per account: a cache of them held tracked tuples
+        that the garbage collector walked again and again at 100,000 accounts (see ``Credentials``); the
+        quick lane remembers their encoding (bytes, which the collector does not track: ``_update_command``).
+        ``tests/test_update_caches.py`` checks them against ``Keys``, ``hosts_key``, ``history_prefix`` and
+        ``Credentials.group_key``.
         """
         base = self.keys.account(account_id, "")
         return (base + "account", base + "hosts", base + "cred", base + "group:" + group if group else base + "account",

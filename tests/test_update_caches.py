@@ -61,3 +61,28 @@ def test_update_step_key_names_are_the_canonical_ones() -> None:
                              service.credentials.group_key(login), k(login.account_id, "abuse"),
                              k(login.account_id, "nochg"), k(login.account_id, "faults"))
         assert prefix == history_prefix(keys, login.account_id)
+
+
+def test_the_quick_lanes_encoded_logins_leave_no_tracked_objects_behind() -> None:
+    """``UpdateService._update_command`` keeps each login's part of UPDATE encoded: bytes under str keys."""
+    service = build_service(settings("redis://unused"), Keys())
+    headers = {"user-agent": AGENT}
+
+    def quick(i: int) -> None:
+        headers["authorization"] = "Basic " + base64.b64encode(f"{account_name(i)}:{PASSWORD}".encode()).decode()
+        step = service.quick(f"hostname={host_name(i, 0)}".encode(), headers, "127.0.0.1", packed=True)
+        assert step is not None and isinstance(step.step, bytes)
+
+    for i in range(WARM):
+        quick(i)
+    gc.collect()
+    gc.disable()
+    try:
+        before = {id(o) for o in gc.get_objects()}
+        for i in range(WARM, ACCOUNTS):
+            quick(i)
+        kept = [o for o in gc.get_objects() if id(o) not in before]
+    finally:
+        gc.enable()
+    assert len(service._heads) == ACCOUNTS
+    assert len(kept) < 20, f"{len(kept)} tracked objects kept: " + ", ".join(sorted({type(o).__name__ for o in kept}))

@@ -14,6 +14,7 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
+import hiredis
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -118,16 +119,21 @@ def test_the_quick_lane_agrees_with_the_general_path(policy: str, query: bytes, 
     service.credentials._claims[GROUP_LOGIN] = "group:alice:routers"  # a 'stale' case below may have forgotten it
     facts = UpdateFacts(query, headers.get("authorization"), headers.get("user-agent"), peer, headers)
     quick = service.quick(query, headers, peer)
+    packed = service.quick(query, headers, peer, packed=True)
     event("quick lane" if quick is not None else "general path")
     if quick is None:
+        assert packed is None
         return
     kind, first = _next(service.update(facts), None)
     assert kind == "yield" and isinstance(first, Eval) and first.script is UPDATE
-    assert quick.step.script is UPDATE and quick.step.keys == first.keys
+    assert isinstance(quick.step, Eval) and quick.step.script is UPDATE and quick.step.keys == first.keys
     assert len(quick.step.args) == len(first.args)
     for i, (mine, theirs) in enumerate(zip(quick.step.args, first.args, strict=True)):
         if i not in CLOCK:
             assert mine == theirs, f"argument {ARG_ORDER[i] if i < len(ARG_ORDER) else i}: {mine!r} != {theirs!r}"
+    # Packed for the lean driver: the same command, as Redis receives it.
+    assert packed is not None and packed[1:] == quick[1:] and isinstance(packed.step, bytes)
+    assert _unpacked(packed.step) == _comparable(first)
     host = quick.step.args[-1][2:]
     # Every 'ok' answer: what the general path replies, quick_reply replies (or defers, with a DNS backend).
     for code in ("good", "nochg", "nohost", "!donator"):
@@ -155,6 +161,16 @@ def _advanced(service: UpdateService, facts: UpdateFacts) -> Any:
     op = service.update(facts)
     op.send(None)
     return op
+
+
+def _unpacked(command: bytes) -> Any:
+    """An EVALSHA command's bytes (RESP) as ``_comparable`` shows its Eval."""
+    reader = hiredis.Reader(encoding="utf-8")
+    reader.feed(command)
+    name, sha, numkeys, *rest = reader.gets()
+    assert reader.gets() is False and name == "EVALSHA" and sha == UPDATE.sha
+    keys, args = tuple(rest[:int(numkeys)]), tuple(rest[int(numkeys):])
+    return UPDATE, keys, tuple(a for i, a in enumerate(args) if i not in CLOCK)
 
 
 def _comparable(effect: Any) -> Any:
@@ -190,6 +206,7 @@ def test_what_routers_send_takes_the_quick_lane(query: bytes) -> None:
     for name, service in SERVICES.items():
         quick = service.quick(query, {"authorization": _basic("alice"), "user-agent": AGENT}, "192.0.2.10")
         assert isinstance(quick, QuickStep), (name, query)
+        assert isinstance(quick.step, Eval)
         assert quick.login == ("alice", "alice", "") and quick.step.args[-1] == "h:h1.example.com"
 
 
@@ -198,7 +215,7 @@ def test_a_group_login_takes_the_lane_once_its_claim_is_known() -> None:
     service = SERVICES["default"]
     service.credentials._claims[GROUP_LOGIN] = "group:alice:routers"
     quick = service.quick(query, {"authorization": _basic(GROUP_LOGIN), "user-agent": AGENT}, "192.0.2.1")
-    assert quick is not None and quick.login == (GROUP_LOGIN, "alice", "routers")
+    assert quick is not None and quick.login == (GROUP_LOGIN, "alice", "routers") and isinstance(quick.step, Eval)
     assert quick.step.keys[3] == service.credentials.group_key(Login(GROUP_LOGIN, "alice", "routers"))
     assert quick.step.args[ARG_ORDER.index("kind")] == "g"
     service.credentials._claims[GROUP_LOGIN] = "group:alice:"  # a claim naming no valid group: as guess does
@@ -316,3 +333,30 @@ def test_reply_shape() -> None:
     assert quick is not None and quick.addresses == "2001:db8::1"
     assert SERVICES["default"].quick_reply(quick, ["ok", 1, "nochg", "h.example.com"]) == \
         UpdateReply(("nochg 2001:db8::1",))
+
+
+def test_the_encoded_login_part_follows_the_login_and_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packed step keeps each login's part encoded: a login that turns out to be a group's, a policy
+    change and a full cache must each give the command ``_update_step`` would give now."""
+    service = _service("default")
+    query = b"hostname=h1.example.com&myip=203.0.113.7"
+
+    def agree(login: str) -> tuple[str, str, str]:
+        headers = {"authorization": _basic(login), "user-agent": AGENT}
+        quick, packed = service.quick(query, headers, "192.0.2.1"), service.quick(query, headers, "192.0.2.1",
+                                                                                 packed=True)
+        assert quick is not None and packed is not None and isinstance(packed.step, bytes)
+        assert _unpacked(packed.step) == _comparable(quick.step)
+        return packed.login
+
+    del service.credentials._claims[GROUP_LOGIN]
+    assert agree(GROUP_LOGIN) == (GROUP_LOGIN, GROUP_LOGIN, "")  # guessed as an account's own login
+    service.credentials._claims[GROUP_LOGIN] = "group:alice:routers"  # then its claim is read
+    assert agree(GROUP_LOGIN) == (GROUP_LOGIN, "alice", "routers")
+    service.policy = UpdatePolicy(abuse=AbusePolicy(nochg_per_host=3, faults=2, window_ms=5000), history_length=4)
+    agree(GROUP_LOGIN)
+    agree("alice")
+    monkeypatch.setattr("ddns_update.service.HEAD_CACHE_LIMIT", 3)
+    for name in ("bob", "carol", "dave", "erin", "alice"):
+        agree(name)
+        assert len(service._heads) <= 3

@@ -26,7 +26,7 @@ import hiredis
 import redis.asyncio
 from redis.connection import parse_url
 
-from .effects import Cmd, Eval, StoreResponseError, StoreUnavailable
+from .effects import Cmd, Eval, Script, StoreResponseError, StoreUnavailable
 from .url import StoreSpec
 
 _UNAVAILABLE_ERRORS = ("BUSY", "LOADING", "MASTERDOWN", "NOREPLICAS")  # as redis_driver: fail closed
@@ -209,6 +209,21 @@ class FastAsyncRedisDriver:
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             reply = await conn.send_one(hiredis.pack_command(_eval(step)))
         return _result(command, reply)
+
+    async def execute_packed(self, script: Script, command: bytes) -> Any:
+        """``execute`` for an ``EVALSHA`` of ``script`` already encoded (``resp.evalsha``): its reply, as the
+        script returned it. A server that lost its script cache is given the script (``SCRIPT LOAD``), and
+        the command is sent again."""
+        conn = self._conn
+        if conn is None or conn.lost is not None or not conn.current():
+            conn = await self._connection()
+        reply = await conn.send_one(command)
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            load: tuple[Any, ...] = ("SCRIPT", "LOAD", script.source)
+            loaded = await conn.send_one(hiredis.pack_command(load))
+            _result(("EVAL",), loaded)  # raises the server's error, if it refused the script
+            reply = await conn.send_one(command)
+        return _result(("EVALSHA",), reply)
 
     async def execute_batch(self, steps: tuple[Cmd | Eval, ...]) -> list[Any]:
         if not steps:
