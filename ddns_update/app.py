@@ -83,8 +83,9 @@ def _failed(exc: StoreError) -> UpdateReply:
 _READ = {name.encode("latin-1"): name for name in
          ("authorization", "user-agent", "content-type", "x-forwarded-for", "x-real-ip")}
 
-# A 200 reply's headers (UpdateReply.headers), encoded once; content-length is appended per reply.
-_PLAIN_HEADERS = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in UpdateReply(("good",)).headers.items())
+# A 200 reply's headers (UpdateReply.headers), and encoded once for ASGI; content-length is added per reply.
+_PLAIN_TEXT = UpdateReply(("good",)).headers
+_PLAIN_HEADERS = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in _PLAIN_TEXT.items())
 
 
 def _counted(reply: UpdateReply) -> UpdateReply:
@@ -131,9 +132,13 @@ class UpdateEndpoint:
             except StoreError as exc:
                 reply = _counted(_failed(exc))
             else:
-                settled = self.service.quick_reply(quick, result)
-                reply = _counted(settled) if settled is not None else \
-                    await self.run(self.service.resume(_facts(query, b"", headers, peer), quick, result))
+                settled = self.service.quick_body(quick, result)
+                if settled is not None:  # a one-line 200 reply
+                    await send({"type": "http.response.start", "status": 200,
+                                "headers": [*_PLAIN_HEADERS, (b"content-length", b"%d" % len(settled))]})
+                    await send({"type": "http.response.body", "body": settled})
+                    return
+                reply = await self.run(self.service.resume(_facts(query, b"", headers, peer), quick, result))
         # What PlainTextResponse(reply.body, reply.status, reply.headers) sends, without building one.
         content = reply.body.encode("utf-8")
         raw_headers = list(_PLAIN_HEADERS) if reply.status == 200 else \
@@ -186,9 +191,11 @@ class WsgiUpdateApp:
                 reply = self.store.run(self.service.update(_facts(query, body, headers, peer)))
             else:  # the quick lane, as in UpdateEndpoint
                 result = self.store.driver.execute(cast(Eval, quick.step))  # not packed: an Eval
-                settled = self.service.quick_reply(quick, result)
-                reply = settled if settled is not None else \
-                    self.store.run(self.service.resume(_facts(query, body, headers, peer), quick, result))
+                settled = self.service.quick_body(quick, result)
+                if settled is not None:
+                    start_response("200 OK", list(_PLAIN_TEXT.items()))
+                    return [] if method == "HEAD" else [settled]
+                reply = self.store.run(self.service.resume(_facts(query, body, headers, peer), quick, result))
             reply = _counted(reply)
         except StoreError as exc:
             reply = _counted(_failed(exc))

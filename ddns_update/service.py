@@ -39,7 +39,7 @@ from ddns_update.protocol import (
     www_authenticate,
 )
 from ddns_update.scripts import REVERT, UPDATE
-from mfa_middleware.metrics import CREDENTIAL_CACHE
+from mfa_middleware.metrics import CREDENTIAL_CACHE, UPDATES
 from mfa_middleware.store import Keys, Op
 from mfa_middleware.store.effects import Eval, Offload
 from mfa_middleware.store.resp import evalsha, evalsha_head
@@ -148,7 +148,7 @@ class UpdateService:
     # ---------------------------------------------------------------- the quick lane
     # What nearly every router sends (one plain host name, at most one address, the agent accepted, a login
     # guessed as ``update`` would guess it, no proxy hop to walk) is prepared in one pass by ``quick`` and,
-    # when the script answers ``ok`` with nothing to push to DNS, answered by ``quick_reply``, with none of
+    # when the script answers ``ok`` with nothing to push to DNS, answered by ``quick_body``, with none of
     # the general path's per-request records (facts, request, target, login, generator). Anything else, at
     # either point, goes to the general path (``update``, or ``resume`` with the script's answer): the quick
     # lane decides nothing the general path would decide differently (``tests/test_update_quick.py``).
@@ -189,14 +189,16 @@ class UpdateService:
         return QuickStep(build(name, account_id, group, basic[1], ipv4, ipv6, "0", tail, "1", ("h:" + fqdn,)),
                          guessed, text)
 
-    def quick_reply(self, quick: QuickStep, result: Any) -> UpdateReply | None:
-        """The reply to ``quick``'s step when its ``result`` settles the request, else None (then ``resume``)."""
+    def quick_body(self, quick: QuickStep, result: Any) -> bytes | None:
+        """The body of the 200 reply to ``quick``'s step when its ``result`` settles the request, counted in the
+        update metrics; else None (then ``resume``). The reply's headers are ``UpdateReply``'s."""
         # 'ok', 1, code, host (one token, one line), then (host, old, new) when the record changed.
         if result[0] != "ok" or (len(result) > 4 and self.backend.enabled):
             return None
         CREDENTIAL_CACHE.inc("hit")
         code = str(result[2])
-        return UpdateReply((code + " " + quick.addresses if code == "good" or code == "nochg" else code,))
+        UPDATES.inc(code)
+        return (code + " " + quick.addresses + "\n" if code == "good" or code == "nochg" else code + "\n").encode()
 
     def resume(self, facts: UpdateFacts, quick: QuickStep, result: Any) -> Op[UpdateReply]:
         """The general path for ``facts`` (those ``quick`` was given), from its step's ``result``."""
