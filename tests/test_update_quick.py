@@ -361,6 +361,7 @@ def test_the_encoded_login_part_follows_the_login_and_the_policy(monkeypatch: py
     agree(GROUP_LOGIN)
     agree("alice")
     monkeypatch.setattr("ddns_update.service.HEAD_CACHE_LIMIT", 3)
-    for name in ("bob", "carol", "dave", "erin", "alice"):
+    for name in ("bob", "carol", "dave", "alice"):  # full after bob: the others encoded whole, alice kept
         agree(name)
         assert len(service._heads) <= 3
+    assert sorted(service._heads) == ["alice", "bob", f"{GROUP_LOGIN}\x00alice\x00routers"]
