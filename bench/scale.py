@@ -66,6 +66,14 @@ def evalsha_cost(url: str) -> float:
     return float(stats.get("usec_per_call", 0.0))
 
 
+def evalsha_latency(url: str) -> dict[str, float]:
+    """Redis's own p50/p99/p99.9 per EVALSHA since the last ``reset_stats``, in µs (``INFO latencystats``,
+    Redis 7's per-command histograms; {} when the server does not keep them)."""
+    with redis.Redis.from_url(url, decode_responses=True) as client:
+        stats = client.info("latencystats").get("latency_percentiles_usec_evalsha", {})
+    return {k: float(v) for k, v in stats.items()} if isinstance(stats, dict) else {}
+
+
 def load_and_measure(url: str, accounts: int) -> dict[str, Any]:
     client = redis.Redis.from_url(url, decode_responses=True)
     plan = Plan(url, accounts, HOSTS_PER_ACCOUNT)
@@ -121,15 +129,18 @@ def run() -> list[str]:
                 reset_stats(server.url)
             results = interleaved({name: runner(name) for name in names})
         redis_us = {name: evalsha_cost(server.url) for name, (server, _) in names.items()}
+        redis_tail = {name: evalsha_latency(server.url) for name, (server, _) in names.items()}
     print(table(results, next(iter(results))))
     print("Redis's own time per update script (INFO commandstats, usec_per_call of evalsha): "
           + ", ".join(f"{name} {us:.1f} µs" for name, us in redis_us.items()))
+    print("  its percentiles (INFO latencystats, all rounds): " + "; ".join(
+        f"{name} " + ", ".join(f"{k} {v:.0f} µs" for k, v in tail.items()) for name, tail in redis_tail.items()))
     small_r, big_r = results.values()
     p99_ratio = big_r.p99_ms / small_r.p99_ms
     per_host = big["record_and_indexes_per_host"]
     save("scale", {"machine": machine(), "small": small, "big": big,
                    "latency": {name: {"hosts": int(name.split()[0]), **vars(r)} for name, r in results.items()},
-                   "redis_us_per_update": redis_us})
+                   "redis_us_per_update": redis_us, "redis_evalsha_percentiles_us": redis_tail})
     ok = all(r.wrong == 0 and r.errors == 0 for r in results.values())
     return [
         target("scale_memory_per_host", per_host, MEMORY_GOAL, higher_is_better=False),
