@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mfa_middleware.store import StoreResponseError, open_async_store
 from mfa_middleware.store.effects import Script
 from mfa_middleware.store.fast_driver import FastAsyncRedisDriver
-from mfa_middleware.store.resp import evalsha, evalsha_command, evalsha_head
+from mfa_middleware.store.resp import evalsha, evalsha_head
 
 ECHO = Script("resp_echo", "redis.call('SET', KEYS[1], ARGV[1]); return {KEYS[1], unpack(ARGV)}")
 FAILS = Script("resp_fails", "return redis.error_reply('ERR made to fail')")
@@ -30,7 +30,6 @@ def test_the_encoded_call_is_the_whole_command_packed(keys: list[str], head_args
     head = evalsha_head(ECHO, tuple(keys), tuple(head_args))
     whole: tuple[Any, ...] = ("EVALSHA", ECHO.sha, len(keys), *keys, *head_args, *call_args)
     assert evalsha(head, 3 + len(keys) + len(head_args), tuple(call_args)) == hiredis.pack_command(whole)
-    assert evalsha_command(ECHO, tuple(keys), (*head_args, *call_args)) == hiredis.pack_command(whole)
 
 
 def _echo_command(key: str, *args: str) -> bytes:

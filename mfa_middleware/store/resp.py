@@ -16,13 +16,6 @@ import hiredis
 from .effects import Script
 
 
-def evalsha_command(script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> bytes:
-    """``EVALSHA sha numkeys *keys *args`` in RESP, whole (what ``evalsha`` makes from a head and the rest)."""
-    command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-    packed: bytes = hiredis.pack_command(command)
-    return packed
-
-
 def evalsha_head(script: Script, keys: tuple[str, ...], args: tuple[Any, ...]) -> bytes:
     """``EVALSHA sha numkeys *keys *args`` in RESP, without its array header: a head for ``evalsha``."""
     command = ("EVALSHA", script.sha, len(keys), *keys, *args)
