@@ -69,10 +69,11 @@ class Browser:
     def __init__(self, url: str, cookie: str) -> None:
         self.url, self.cookie, self.obtained = url, cookie, time.monotonic()
 
-    def header(self) -> list[str]:
+    def header(self, within: float = 0.0) -> list[str]:
+        """The Cookie header, refreshed first if the ticket is older than ``FRESH_FOR - within`` seconds."""
         if "mfa_session=" in self.cookie:
             age = time.monotonic() - self.obtained
-            if age > self.FRESH_FOR:
+            if age > self.FRESH_FOR - within:
                 time.sleep(max(0.0, self.REFRESH_AFTER - age + 0.5))  # until the server re-issues it
                 fresh = httpx.get(self.url + "/", headers={"Cookie": self.cookie}).cookies.get("mfa_session")
                 if not fresh:
@@ -101,28 +102,60 @@ def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[
                 harness.uvicorn_app("bench.gate_apps:gated", env) as gated:
             browsers = {"bare": Browser(bare, ""), "session": Browser(plain, _cookies(plain, False, USERS[0])),
                         "gated": Browser(gated, _cookies(gated, True, USERS[0]))}
-            asgi = harness.interleaved({
+            runs = {
                 "bare hello (ASGI)": _measure("bare", browsers["bare"], seconds),
                 "app + SessionMiddleware": _measure("session", browsers["session"], seconds),
                 "app + SessionMiddleware + gate": _measure("gated", browsers["gated"], seconds),
-            }, rounds)
+            }
+            asgi = harness.interleaved(runs, rounds)
+            asgi_duet = _duet(runs, browsers, ("app + SessionMiddleware", "app + SessionMiddleware + gate"))
         with gunicorn_app("bench.gate_apps:flask_plain()", env) as fplain, \
                 gunicorn_app("bench.gate_apps:flask_gated()", env) as fgated:
             time.sleep(0.5)
             fbrowsers = {"plain": Browser(fplain, _cookies(fplain, False, USERS[1])),
                          "gated": Browser(fgated, _cookies(fgated, True, USERS[1]))}
-            wsgi = harness.interleaved({
+            fruns = {
                 "Flask app (session login)": _measure("flask", fbrowsers["plain"], seconds),
                 "Flask app + WSGI gate": _measure("flask gated", fbrowsers["gated"], seconds),
-            }, rounds)
-    print("\nGate overhead, ASGI (Starlette + uvicorn), verified session:")
+            }
+            wsgi = harness.interleaved(fruns, rounds)
+            wsgi_duet = _duet(fruns, fbrowsers, tuple(fruns))
+    print("\nGate overhead, ASGI (Starlette + uvicorn), verified session, one server at a time:")
     print(harness.table(asgi, "app + SessionMiddleware"))
-    print("\nGate overhead, WSGI (Flask + gunicorn gthread), verified session:")
+    print(_duet_table(asgi_duet))
+    print("\nGate overhead, WSGI (Flask + gunicorn gthread), verified session, one server at a time:")
     print(harness.table(wsgi, "Flask app (session login)"))
-    harness.save("gate", {"machine": harness.machine(), "throughput": harness.series({**asgi, **wsgi})})
-    asgi_ratio = asgi["app + SessionMiddleware + gate"].rps / asgi["app + SessionMiddleware"].rps
-    wsgi_ratio = wsgi["Flask app + WSGI gate"].rps / wsgi["Flask app (session login)"].rps
-    return [harness.target("gate_asgi", asgi_ratio, 0.90), harness.target("gate_wsgi", wsgi_ratio, 0.85)]
+    print(_duet_table(wsgi_duet))
+    harness.save("gate", {"machine": harness.machine(), "throughput": harness.series({**asgi, **wsgi}),
+                          "duet": {name: {"paired": d.paired[name], **vars(d.results[name])}
+                                   for d in (asgi_duet, wsgi_duet) for name in d.results}})
+    solo_asgi = asgi["app + SessionMiddleware + gate"].rps / asgi["app + SessionMiddleware"].rps
+    solo_wsgi = wsgi["Flask app + WSGI gate"].rps / wsgi["Flask app (session login)"].rps
+    print(f"\none at a time (ratio of medians): ASGI {solo_asgi:.3f}, WSGI {solo_wsgi:.3f}")
+    return [harness.target("gate_asgi", asgi_duet.paired["app + SessionMiddleware + gate"], 0.90),
+            harness.target("gate_wsgi", wsgi_duet.paired["Flask app + WSGI gate"], 0.85)]
+
+
+def _duet(runs: dict[str, harness.AtBest], browsers: dict[str, Browser], pair: tuple[str, ...]) -> harness.Duet:
+    """The target's pair driven at once (``harness.duet``), each at the concurrency its warm-up chose."""
+    def fresh_cookies() -> None:  # a ticket about to be re-issued is renewed before the round, not in it
+        for browser in browsers.values():
+            browser.header(within=10.0)
+
+    return harness.duet({name: runs[name] for name in pair}, before=fresh_cookies)
+
+
+def _duet_table(d: harness.Duet) -> str:
+    base = next(iter(d.results))
+    lines = [f"the same pair driven at once ({harness.DUET_ROUNDS} rounds; req/s are shares of one core; "
+             f"the targets read `paired`):",
+             f"{'variant':<30} {'req/s':>9} {'conns':>5} {'paired':>7} {'round by round':>32} {'cpu us/req':>11}"]
+    for name, r in d.results.items():
+        rounds = [s / f for s, f in zip(r.samples, d.results[base].samples, strict=True)]
+        spread = f"{min(rounds):.3f}-{max(rounds):.3f}"
+        lines.append(f"{name:<30} {r.rps:>9.0f} {r.connections:>5} {d.paired[name]:>7.3f} {spread:>32} "
+                     f"{r.cpu_us:>11.1f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

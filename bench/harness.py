@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))  # per wrk run
 # wrk connection counts each variant is tried at; its best is kept for the rounds (see ``AtBest``).
 LEVELS = tuple(int(c) for c in os.environ.get("BENCH_CONNECTIONS", "32,64,128").split(","))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))  # interleaved rounds; the median is kept
+DUET_ROUNDS = int(os.environ.get("BENCH_DUET_ROUNDS", "10"))  # rounds of a pair driven at once (``duet``)
 
 
 def _pin(core: int) -> list[str]:
@@ -155,9 +157,7 @@ def wrk(url: str, *, seconds: float = SECONDS, connections: int = 32, headers: S
         cmd += ["--", *args]
     server = next((pid for base, pid in _SERVERS.items() if url.startswith(base + "/") or url == base), None)
     cpu_before, started = (server_cpu(server) if server else 0.0), time.perf_counter()
-    load_before = _children_cpu()
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    load = _children_cpu() - load_before
+    out, load = _run_wrk(cmd, timeout=seconds + 60)
     cpu = (server_cpu(server) - cpu_before) if server else 0.0
     wall = time.perf_counter() - started
     m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -177,10 +177,23 @@ def wrk(url: str, *, seconds: float = SECONDS, connections: int = 32, headers: S
     )
 
 
-def _children_cpu() -> float:
-    """CPU seconds (user + system) of this process's children that have been waited for (wrk's runs)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _run_wrk(cmd: Sequence[str], timeout: float) -> tuple[str, float]:
+    """wrk's output (stderr merged: its script's complaints) and the CPU seconds it used, read from its own
+    exit (``os.wait4``), so that runs in parallel threads (``duet``) do not count each other's."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stdout.close()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, list(cmd), out)
+    return out, usage.ru_utime + usage.ru_stime
 
 
 class AtBest:
@@ -237,6 +250,44 @@ def interleaved(runs: Mapping[str, Callable[[], Result]], rounds: int = ROUNDS, 
                 between()
             time.sleep(0.2)
     return {name: _median(rs) for name, rs in samples.items()}
+
+
+@dataclass(frozen=True)
+class Duet:
+    """``duet``'s outcome: each variant's median over the rounds, and ``paired``: the median over the rounds
+    of each variant's req/s divided by the first variant's in the same round."""
+
+    results: dict[str, Result]
+    paired: dict[str, float]
+
+
+def duet(runs: Mapping[str, Callable[[], Result]], rounds: int = DUET_ROUNDS, *,
+         before: Callable[[], None] | None = None) -> Duet:
+    """Drive every variant at the same moment, ``rounds`` times (duet benchmarking: Bulej et al., "Duet
+    Benchmarking: Improving Measurement Accuracy in the Cloud", 2020).
+
+    The servers share core 0 and their wrk runs share core 1, so whatever slows the machine in a round slows
+    them all alike and each round's ratio holds still (the gate pair, unchanged code: 0.88-0.95 round by round
+    this way, 0.61-1.35 between the back-to-back runs of the rotated rounds). With every server saturated, each
+    gets an equal share of the core, and the ratio of their req/s is the inverse ratio of their CPU cost per
+    request: what the one-at-a-time ratio estimates, with far less noise. Absolute req/s are shares of one core.
+    Pass the ``AtBest`` runs that ``interleaved`` warmed up: each keeps its chosen concurrency. ``before``
+    runs before every round (e.g. refreshing cookies, so no run waits for one while the other runs alone).
+    """
+    names = list(runs)
+    samples: dict[str, list[Result]] = {name: [] for name in names}
+    with ThreadPoolExecutor(len(names)) as pool:
+        for _ in range(rounds):
+            if before:
+                before()
+            futures = {name: pool.submit(runs[name]) for name in names}
+            for name, future in futures.items():
+                samples[name].append(future.result())
+            time.sleep(0.2)
+    first = samples[names[0]]
+    paired = {name: statistics.median(r.rps / f.rps for r, f in zip(rs, first, strict=True))
+              for name, rs in samples.items()}
+    return Duet({name: _median(rs) for name, rs in samples.items()}, paired)
 
 
 def _median(results: list[Result]) -> Result:

@@ -47,12 +47,13 @@ from mfa_middleware.store.resp import evalsha, evalsha_head
 log = logging.getLogger("ddns_update")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f|]")
 MAX_AGENT_CHARS = 120  # kept per history entry; full agents go to the access log, not the store
-# Logins whose part of UPDATE's command a process keeps encoded (~450 bytes each; bytes, which the garbage
-# collector does not track). Entries never go stale (a login's part depends on its name, account, group and
-# the policy, which clears them all), so a full cache keeps the logins it has; others take the Eval path.
-# Small on purpose: entries are read at random, and at 100,000 logins a cache of 20,000 or 100,000 made
-# served updates 2-7 µs dearer than none (CPU-cache misses), where ~1.8 MB stays cheap to read.
-HEAD_CACHE_LIMIT = 4096
+# The quick lane's UPDATE command for an account's own login (its name is the account id, no group): all of
+# the command but the request's own arguments is the same for every account except for the id, which it
+# holds nine times (the seven key names, the login, the history prefix). So it is ``id.join(pieces)``, the
+# pieces made once per id length (``_head_pieces``): nothing kept per login, the same cost at 100 logins as
+# at 100,000. (A cache of each login's encoded part, 2026-11-22/23, was cheaper at 100 logins and no cheaper
+# served at 100,000, where its entries were read at random: CPU-cache misses.)
+ID_LENGTHS_KEPT = 256
 _HEAD_COUNT = 3 + 7 + 8  # EVALSHA, sha, numkeys; the seven KEYS; the login's part of ARGV
 
 
@@ -142,7 +143,7 @@ class UpdateService:
         # Text, as Redis receives every argument (the memory driver converts the same way).
         self._limits = (str(policy.abuse.nochg_per_host), str(policy.abuse.faults), str(policy.abuse.window_ms),
                         str(policy.history_length))
-        self._heads: dict[str, bytes] = {}  # login -> its part of UPDATE's command, encoded (``_update_command``)
+        self._pieces: dict[int, tuple[bytes, ...]] = {}  # id length -> ``_head_pieces``
 
     def update(self, facts: UpdateFacts) -> Op[UpdateReply]:
         """The update ``facts`` ask for, as one store operation (one round trip on the warm path)."""
@@ -285,19 +286,30 @@ class UpdateService:
                                                                  agent_ok, tokens))
 
     def _update_command(self, name: str, account_id: str, group: str, password: str, ipv4: str, ipv6: str,
-                        offline: str, history_tail: str, agent_ok: str, tokens: Sequence[str]) -> Eval | bytes:
-        """``_update_step`` as the bytes of its EVALSHA command (RESP), the login's part encoded once; the
-        ``Eval`` itself for a login the cache has no room for."""
-        # Keyed by what the login's part is made of: the name alone for an account's own login (its id).
-        key = name if account_id == name and not group else f"{name}\x00{account_id}\x00{group}"
+                        offline: str, history_tail: str, agent_ok: str, tokens: Sequence[str]) -> bytes:
+        """``_update_step`` as the bytes of its EVALSHA command (RESP), for a driver that writes them itself."""
         request = self._request_part(name, password, ipv4, ipv6, offline, history_tail, agent_ok, tokens)
-        head = self._heads.get(key)
-        if head is None:
-            keys, login_args = self._login_part(name, account_id, group)
-            if len(self._heads) >= HEAD_CACHE_LIMIT:  # full (entries never go stale): as without the cache
-                return Eval(UPDATE, keys, login_args + request)
-            head = self._heads[key] = evalsha_head(UPDATE, keys, login_args)
-        return evalsha(head, _HEAD_COUNT, request)
+        if account_id == name and not group:
+            encoded = name.encode()
+            pieces = self._pieces.get(len(encoded))
+            if pieces is None:
+                pieces = self._head_pieces(len(encoded))
+            if pieces:
+                return evalsha(encoded.join(pieces), _HEAD_COUNT, request)
+        keys, login_args = self._login_part(name, account_id, group)
+        return evalsha(evalsha_head(UPDATE, keys, login_args), _HEAD_COUNT, request)
+
+    def _head_pieces(self, size: int) -> tuple[bytes, ...]:
+        """The head of UPDATE's command (``evalsha_head``) for an account's own login whose id is ``size``
+        bytes long, split where the id goes; () when it cannot be split so (e.g. a key prefix holding NULs)."""
+        placeholder = "\x00" * size
+        keys, login_args = self._login_part(placeholder, placeholder, "")
+        pieces = tuple(evalsha_head(UPDATE, keys, login_args).split(placeholder.encode()))
+        if len(pieces) != 10:  # the id in the seven key names, the login and the history prefix
+            pieces = ()
+        if len(self._pieces) < ID_LENGTHS_KEPT:
+            self._pieces[size] = pieces
+        return pieces
 
     def _login_part(self, name: str, account_id: str, group: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """UPDATE's KEYS and its ARGV's first part, the same for every update of one login (ARG_ORDER)."""
@@ -317,7 +329,7 @@ class UpdateService:
 
         Built per update on the general path, not remembered per account: a cache of them held tracked tuples
         that the garbage collector walked again and again at 100,000 accounts (see ``Credentials``); the
-        quick lane remembers their encoding (bytes, which the collector does not track: ``_update_command``).
+        quick lane encodes them from pieces made once per id length (``_update_command``).
         ``tests/test_update_caches.py`` checks them against ``Keys``, ``hosts_key``, ``history_prefix`` and
         ``Credentials.group_key``.
         """

@@ -64,7 +64,7 @@ def test_update_step_key_names_are_the_canonical_ones() -> None:
 
 
 def test_the_quick_lanes_encoded_logins_leave_no_tracked_objects_behind() -> None:
-    """``UpdateService._update_command`` keeps each login's part of UPDATE encoded: bytes under str keys."""
+    """``UpdateService._update_command`` keeps nothing per login (pieces per id length only)."""
     service = build_service(settings("redis://unused"), Keys())
     headers = {"user-agent": AGENT}
 
@@ -84,5 +84,5 @@ def test_the_quick_lanes_encoded_logins_leave_no_tracked_objects_behind() -> Non
         kept = [o for o in gc.get_objects() if id(o) not in before]
     finally:
         gc.enable()
-    assert len(service._heads) == ACCOUNTS
+    assert list(service._pieces) == [len(account_name(0))]
     assert len(kept) < 20, f"{len(kept)} tracked objects kept: " + ", ".join(sorted({type(o).__name__ for o in kept}))

@@ -339,9 +339,10 @@ def test_reply_shape() -> None:
     assert SERVICES["default"].quick_body(quick, ["ok", 1, "nochg", "h.example.com"]) == b"nochg 2001:db8::1\n"
 
 
-def test_the_encoded_login_part_follows_the_login_and_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The packed step keeps each login's part encoded: a login that turns out to be a group's, a policy
-    change and a full cache must each give the command ``_update_step`` would give now."""
+def test_the_encoded_command_follows_the_login_and_the_policy() -> None:
+    """The packed step is made from pieces kept per id length: a login that turns out to be a group's (whose
+    command is encoded whole), a policy change and ids of new and known lengths must each give the command
+    ``_update_step`` would give now."""
     service = _service("default")
     query = b"hostname=h1.example.com&myip=203.0.113.7"
 
@@ -349,10 +350,8 @@ def test_the_encoded_login_part_follows_the_login_and_the_policy(monkeypatch: py
         headers = {"authorization": _basic(login), "user-agent": AGENT}
         quick, packed = service.quick(query, headers, "192.0.2.1"), service.quick(query, headers, "192.0.2.1",
                                                                                  packed=True)
-        assert quick is not None and packed is not None
-        step = packed.step
-        assert (_unpacked(step) if isinstance(step, bytes) else _comparable(step)) == _comparable(quick.step)
-        assert isinstance(step, bytes) == (len(service._heads) < 3 or login in ("alice", "bob", GROUP_LOGIN))
+        assert quick is not None and packed is not None and isinstance(packed.step, bytes)
+        assert _unpacked(packed.step) == _comparable(quick.step)
         return packed.login
 
     del service.credentials._claims[GROUP_LOGIN]
@@ -361,9 +360,18 @@ def test_the_encoded_login_part_follows_the_login_and_the_policy(monkeypatch: py
     assert agree(GROUP_LOGIN) == (GROUP_LOGIN, "alice", "routers")
     service.policy = UpdatePolicy(abuse=AbusePolicy(nochg_per_host=3, faults=2, window_ms=5000), history_length=4)
     agree(GROUP_LOGIN)
-    agree("alice")
-    monkeypatch.setattr("ddns_update.service.HEAD_CACHE_LIMIT", 3)
-    for name in ("bob", "carol", "dave", "alice"):  # full after bob: carol and dave take the Eval path
+    for name in ("alice", "bob", "al", "a" * 40, "carol", "dave"):  # new lengths and lengths seen before
         agree(name)
-        assert len(service._heads) <= 3
-    assert sorted(service._heads) == ["alice", "bob", f"{GROUP_LOGIN}\x00alice\x00routers"]
+    assert sorted(service._pieces) == [2, 3, 4, 5, 40]  # made anew after the policy change
+
+
+def test_a_key_prefix_the_pieces_cannot_split_on_still_gives_the_command() -> None:
+    """The pieces are found by splitting on a placeholder id of NULs; a key prefix holding NULs defeats the
+    split, and the command is then encoded whole, per update."""
+    service = build_service(site_settings("redis://unused"), Keys("odd" + "\x00" * 8))
+    headers = {"authorization": _basic("alice"), "user-agent": AGENT}
+    quick = service.quick(b"hostname=h1.example.com", headers, "192.0.2.1")
+    packed = service.quick(b"hostname=h1.example.com", headers, "192.0.2.1", packed=True)
+    assert quick is not None and packed is not None and isinstance(packed.step, bytes)
+    assert _unpacked(packed.step) == _comparable(quick.step)
+    assert service._pieces == {5: ()}
