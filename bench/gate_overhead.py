@@ -83,14 +83,14 @@ class Browser:
         return [f"Cookie: {self.cookie}"] if self.cookie else []
 
 
-def _measure(name: str, browser: Browser, seconds: float) -> harness.AtBest:
+def _measure(name: str, browser: Browser, seconds: float, like: harness.AtBest | None = None) -> harness.AtBest:
     def run(connections: int) -> harness.Result:
         result = harness.wrk(browser.url + "/", seconds=seconds, headers=browser.header(), connections=connections)
         if result.errors:
             print(f"  {name}: {result.errors} non-2xx answers", flush=True)
         return result
 
-    return harness.AtBest(run)
+    return harness.AtBest(run, like=like)
 
 
 def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[str]:
@@ -102,10 +102,11 @@ def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[
                 harness.uvicorn_app("bench.gate_apps:gated", env) as gated:
             browsers = {"bare": Browser(bare, ""), "session": Browser(plain, _cookies(plain, False, USERS[0])),
                         "gated": Browser(gated, _cookies(gated, True, USERS[0]))}
-            runs = {
+            session = _measure("session", browsers["session"], seconds)
+            runs = {  # the gated app is measured at the concurrency the session app chose (``AtBest.like``)
                 "bare hello (ASGI)": _measure("bare", browsers["bare"], seconds),
-                "app + SessionMiddleware": _measure("session", browsers["session"], seconds),
-                "app + SessionMiddleware + gate": _measure("gated", browsers["gated"], seconds),
+                "app + SessionMiddleware": session,
+                "app + SessionMiddleware + gate": _measure("gated", browsers["gated"], seconds, like=session),
             }
             asgi = harness.interleaved(runs, rounds)
             asgi_duet = _duet(runs, browsers, ("app + SessionMiddleware", "app + SessionMiddleware + gate"))
@@ -114,9 +115,10 @@ def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[
             time.sleep(0.5)
             fbrowsers = {"plain": Browser(fplain, _cookies(fplain, False, USERS[1])),
                          "gated": Browser(fgated, _cookies(fgated, True, USERS[1]))}
+            flask = _measure("flask", fbrowsers["plain"], seconds)
             fruns = {
-                "Flask app (session login)": _measure("flask", fbrowsers["plain"], seconds),
-                "Flask app + WSGI gate": _measure("flask gated", fbrowsers["gated"], seconds),
+                "Flask app (session login)": flask,
+                "Flask app + WSGI gate": _measure("flask gated", fbrowsers["gated"], seconds, like=flask),
             }
             wsgi = harness.interleaved(fruns, rounds)
             wsgi_duet = _duet(fruns, fbrowsers, tuple(fruns))

@@ -360,9 +360,9 @@ def test_the_encoded_command_follows_the_login_and_the_policy() -> None:
     assert agree(GROUP_LOGIN) == (GROUP_LOGIN, "alice", "routers")
     service.policy = UpdatePolicy(abuse=AbusePolicy(nochg_per_host=3, faults=2, window_ms=5000), history_length=4)
     agree(GROUP_LOGIN)
-    for name in ("alice", "bob", "al", "a" * 40, "carol", "dave"):  # new lengths and lengths seen before
+    for name in ("alice", "bob", "al", "a" * 40, "carol", "dave", "zoë", "müller"):  # new lengths, known lengths
         agree(name)
-    assert sorted(service._pieces) == [2, 3, 4, 5, 40]  # made anew after the policy change
+    assert sorted(service._pieces) == [2, 3, 4, 5, 7, 40]  # made anew after the policy change ("zoë": 4 bytes)
 
 
 def test_a_key_prefix_the_pieces_cannot_split_on_still_gives_the_command() -> None:
