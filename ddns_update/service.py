@@ -38,7 +38,7 @@ from ddns_update.protocol import (
     status_for,
     www_authenticate,
 )
-from ddns_update.scripts import REVERT, UPDATE
+from ddns_update.scripts import ARG_ORDER, REVERT, UPDATE
 from mfa_middleware.metrics import CREDENTIAL_CACHE, UPDATES
 from mfa_middleware.store import Keys, Op
 from mfa_middleware.store.effects import Eval, Offload
@@ -54,7 +54,8 @@ MAX_AGENT_CHARS = 120  # kept per history entry; full agents go to the access lo
 # at 100,000. (A cache of each login's encoded part, 2026-11-22/23, was cheaper at 100 logins and no cheaper
 # served at 100,000, where its entries were read at random: CPU-cache misses.)
 ID_LENGTHS_KEPT = 256
-_HEAD_COUNT = 3 + 7 + 8  # EVALSHA, sha, numkeys; the seven KEYS; the login's part of ARGV
+# EVALSHA, sha, numkeys; the seven KEYS; the login's part of ARGV (ARG_ORDER: everything before the verifier)
+_HEAD_COUNT = 3 + 7 + ARG_ORDER.index("verifier")
 
 
 @dataclass(frozen=True)
