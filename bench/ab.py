@@ -20,6 +20,12 @@ together 0.88-0.95). Absolute req/s are then shares of one core; the ratios and 
 what to read, and the ratios read differences smaller than one at a time (each server pays for the other:
 a layer of known cost read 0.884 together against 0.858 rotated; ``harness.duet``): fit to tell whether a
 change helps, not to measure a target. ``paired`` is the median of each round's ratio to the first factory.
+
+``--turns`` drives every server at once too, but lets one run at a time, 50 ms each in turn
+(``harness.taking_turns``): each server alone on its core, as in rotated rounds, with the VM's swings
+spread over all of them. It dilutes less than ``--together`` but still some (each server's CPU per request
+rises ~40% taking turns, for both alike): the known cost read 0.868 and 0.877 against 0.84-0.87 rotated
+(0.884-0.895 together), rounds within ±5%. Latencies mean nothing then (a stopped server's requests wait).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import redis as redis_client
@@ -69,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--update", choices=("nochg", "good"), help="drive /nic/update with bench/updates.lua")
     parser.add_argument("--together", action="store_true", help="drive every server at once (see above)")
+    parser.add_argument("--turns", action="store_true",
+                        help="drive every server at once, but let one run at a time, 50 ms each (see above)")
     args = parser.parse_args(argv)
     with harness.redis_server() as redis:  # pinned to the load core, as in make bench
         _run(args, redis)
@@ -111,9 +119,10 @@ def _run(args: argparse.Namespace, redis: RedisServer) -> None:
         samples: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in names}  # + round
         for n in range(args.rounds + 1):  # round 0 warms up and is not kept
             runs = []
-            if args.together:
+            if args.together or args.turns:
                 headers = {name: browsers[name].header() for name in names}  # any wait for a cookie first
-                with ThreadPoolExecutor(len(names)) as pool:
+                turns = harness.taking_turns(list(pids.values())) if args.turns else nullcontext()
+                with turns, ThreadPoolExecutor(len(names)) as pool:
                     futures = [(name, pool.submit(measure, name, headers[name], next(seeds))) for name in names]
                     runs = [(name, future.result()) for name, future in futures]
                 reset()
