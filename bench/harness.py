@@ -183,14 +183,14 @@ def _run_wrk(cmd: Sequence[str], timeout: float) -> tuple[str, float]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
+    assert proc.stdout is not None
     try:
-        assert proc.stdout is not None
-        out = proc.stdout.read()
+        with proc.stdout:
+            out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
         timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    proc.stdout.close()
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, list(cmd), out)
     return out, usage.ru_utime + usage.ru_stime

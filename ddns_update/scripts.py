@@ -13,7 +13,8 @@ from mfa_middleware.store.effects import Script
 
 # ARGV positions of UPDATE, named once for the Python side (service.py builds the argument list). The first
 # eight are the same for every update of one login (its name, kind, the policy's limits, the history prefix,
-# its group): the quick lane keeps them encoded with the KEYS per login (``UpdateService._update_command``).
+# its group): the quick lane encodes them with the KEYS ahead, from pieces made once per account-id length
+# (``UpdateService._update_command``), and packs only the rest per update.
 ARG_ORDER = (
     "login", "kind", "nochg_limit", "fault_limit", "window_ms", "history_prefix", "history_length", "group",
     "verifier", "now_ms", "ipv4", "ipv6", "offline", "history_tail", "agent_ok", "now_s",
