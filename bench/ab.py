@@ -89,12 +89,10 @@ def _run(args: argparse.Namespace, redis: RedisServer) -> None:
         load(Plan(redis.url, 2 * update_endpoint.POOL_ACCOUNTS, update_endpoint.HOSTS_PER_ACCOUNT))
         env = server_env(redis.url)
     names = list(dict.fromkeys(args.factories))
-    users = [f"ab-user-{i}" for i in range(len(names))]
-    gate_overhead._seed_accounts(redis.url, users)
     with ExitStack() as stack:
         urls = {name: stack.enter_context(harness.uvicorn_app(name, env)) for name in names}
-        browsers = {name: gate_overhead.Browser(url, gate_overhead._cookies(
-            url, "gated" in name, users[i]) if args.cookie_from == "gate" else "")
+        browsers = {name: gate_overhead.Browser(url, gate_overhead.sessions(
+            url, redis.url, "gated" in name, f"ab-user-{i}") if args.cookie_from == "gate" else None)
             for i, (name, url) in enumerate(urls.items())}
         pids = {name: _pid(url) for name, url in urls.items()}
         client = redis_client.Redis.from_url(redis.url)

@@ -7,10 +7,11 @@ Starlette's ``SessionMiddleware`` alone are printed for reference.
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import httpx
@@ -23,10 +24,9 @@ from mfa_middleware.store import open_store
 from tests.servers import free_port
 
 PASSWORD = "bench-password-1"
-USERS = ("bench-asgi", "bench-wsgi")  # 2FA gets enrolled once per user
 
 
-def _seed_accounts(url: str, users: Sequence[str] = USERS) -> None:
+def _seed_accounts(url: str, users: Sequence[str]) -> None:
     store = open_store(url)
     for user in users:
         store.run(Accounts(store.keys, PasswordHasher(FAST)).create(user, PASSWORD))
@@ -61,26 +61,37 @@ class Browser:
     """The cookies a browser would send now. The gate re-issues its ticket when it is a minute old (one
     Set-Cookie, taken by the browser); wrk replaying an old one would make every gated response carry a
     freshly signed cookie, a cost no browser causes. So every wrk run starts with a ticket younger than
-    ``FRESH_FOR`` seconds, which outlives the run."""
+    ``FRESH_FOR`` seconds, which outlives the run: an older one is replaced by a new verified session
+    (``new_session``: another user signs in and enrolls, a fraction of a second). Waiting for the re-issue
+    instead (until 2026-11-23) left the machine idle for up to 20 s right before a gated run, and here the
+    first run after an idle pause often reads slow (the session app after 20 s idle: 0.72-1.04 of the three
+    runs that followed, median 0.93): a third of the gated app's rounds were taken that way."""
 
-    REFRESH_AFTER = 60.0  # Sessions.refresh_after for the default 30 min idle timeout
-    FRESH_FOR = 40.0
+    FRESH_FOR = 40.0  # Sessions.refresh_after is 60 s for the default 30 min idle timeout
 
-    def __init__(self, url: str, cookie: str) -> None:
-        self.url, self.cookie, self.obtained = url, cookie, time.monotonic()
+    def __init__(self, url: str, new_session: Callable[[], str] | None = None) -> None:
+        self.url, self.new_session = url, new_session
+        self.cookie, self.obtained = new_session() if new_session else "", time.monotonic()
 
     def header(self, within: float = 0.0) -> list[str]:
-        """The Cookie header, refreshed first if the ticket is older than ``FRESH_FOR - within`` seconds."""
-        if "mfa_session=" in self.cookie:
-            age = time.monotonic() - self.obtained
-            if age > self.FRESH_FOR - within:
-                time.sleep(max(0.0, self.REFRESH_AFTER - age + 0.5))  # until the server re-issues it
-                fresh = httpx.get(self.url + "/", headers={"Cookie": self.cookie}).cookies.get("mfa_session")
-                if not fresh:
-                    raise RuntimeError("the gate did not re-issue a minute-old ticket")
-                self.cookie = re.sub(r"mfa_session=[^;]*", f"mfa_session={fresh}", self.cookie)
-                self.obtained = time.monotonic()
+        """The Cookie header, for a new session if the ticket is older than ``FRESH_FOR - within`` seconds."""
+        if self.new_session and "mfa_session=" in self.cookie \
+                and time.monotonic() - self.obtained > self.FRESH_FOR - within:
+            self.cookie, self.obtained = self.new_session(), time.monotonic()
         return [f"Cookie: {self.cookie}"] if self.cookie else []
+
+
+def sessions(base: str, redis_url: str, enroll: bool, prefix: str) -> Callable[[], str]:
+    """Signed-in sessions of new users ``prefix-0``, ``prefix-1``…, each with 2FA enrolled (and so verified)
+    if ``enroll``: the Cookie header each leaves."""
+    numbers = itertools.count()
+
+    def new() -> str:
+        user = f"{prefix}-{next(numbers)}"
+        _seed_accounts(redis_url, [user])
+        return _cookies(base, enroll, user)
+
+    return new
 
 
 def _measure(name: str, browser: Browser, seconds: float, like: harness.AtBest | None = None) -> harness.AtBest:
@@ -96,12 +107,11 @@ def _measure(name: str, browser: Browser, seconds: float, like: harness.AtBest |
 def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[str]:
     with harness.redis_server() as redis:  # pinned to the load core, as in the other benchmarks
         env = {"REDIS_URL": redis.url}
-        _seed_accounts(redis.url)
         with harness.uvicorn_app("bench.gate_apps:bare", env) as bare, \
                 harness.uvicorn_app("bench.gate_apps:session", env) as plain, \
                 harness.uvicorn_app("bench.gate_apps:gated", env) as gated:
-            browsers = {"bare": Browser(bare, ""), "session": Browser(plain, _cookies(plain, False, USERS[0])),
-                        "gated": Browser(gated, _cookies(gated, True, USERS[0]))}
+            browsers = {"bare": Browser(bare), "session": Browser(plain, sessions(plain, redis.url, False, "asgi")),
+                        "gated": Browser(gated, sessions(gated, redis.url, True, "asgi-2fa"))}
             session = _measure("session", browsers["session"], seconds)
             runs = {  # the gated app is measured at the concurrency the session app chose (``AtBest.like``)
                 "bare hello (ASGI)": _measure("bare", browsers["bare"], seconds),
@@ -113,8 +123,8 @@ def run(seconds: float = harness.SECONDS, rounds: int = harness.ROUNDS) -> list[
         with gunicorn_app("bench.gate_apps:flask_plain()", env) as fplain, \
                 gunicorn_app("bench.gate_apps:flask_gated()", env) as fgated:
             time.sleep(0.5)
-            fbrowsers = {"plain": Browser(fplain, _cookies(fplain, False, USERS[1])),
-                         "gated": Browser(fgated, _cookies(fgated, True, USERS[1]))}
+            fbrowsers = {"plain": Browser(fplain, sessions(fplain, redis.url, False, "wsgi")),
+                         "gated": Browser(fgated, sessions(fgated, redis.url, True, "wsgi-2fa"))}
             flask = _measure("flask", fbrowsers["plain"], seconds)
             fruns = {
                 "Flask app (session login)": flask,

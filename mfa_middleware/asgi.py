@@ -66,7 +66,7 @@ class MFAMiddleware:
             cookie = b""  # the Cookie header as sent (the gate decodes it only the first time it sees it)
             for key, value in scope.get("headers", ()):
                 if key == b"cookie":
-                    cookie = bytes(value)  # a server may hand a bytearray (unhashable)
+                    cookie = value if value.__class__ is bytes else bytes(value)  # a bytearray is unhashable
                     break
             if identity is not None:  # a signed-in user's every request: Gate.passing
                 facts = self.gate.passing(path, identity, cookie, https)

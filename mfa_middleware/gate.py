@@ -80,17 +80,13 @@ class _Seen:
     for a verified session the facts to hand the app and when something next falls due (a timeout or the
     cookie's re-issue), all of which depend on the ticket alone."""
 
-    __slots__ = ("account", "confirmed", "due", "epoch", "present", "ticket", "verified")
+    __slots__ = ("account", "due", "epoch", "present", "ticket", "verified")
 
     def __init__(self, present: bool, ticket: Ticket | None, sessions: Sessions | None = None) -> None:
         self.present, self.ticket = present, ticket
         self.account: str | None = None
         self.epoch, self.due = -1, 0.0
         self.verified: dict[str, Any] | None = None
-        # Set by ``Gate.quick`` when it lets this verified session through: the epoch-cache entry it checked
-        # the ticket against, until when (epoch-cache clock) that check may be reused, and the facts. One
-        # attribute, written at once: a WSGI thread reads either the old confirmation or the new one.
-        self.confirmed: tuple[object, float, dict[str, Any]] | None = None
         if ticket is not None and sessions is not None and ticket.verified_at:
             self.account, self.epoch = ticket.account, ticket.epoch
             self.due = min(ticket.created + sessions.absolute_timeout, ticket.seen + sessions.idle_timeout,
@@ -100,6 +96,11 @@ class _Seen:
 
 
 _NO_COOKIE = _Seen(False, None)
+# ``passing``'s memo entry: identity, https, the epoch-cache entry checked, until when that check holds
+# (epoch-cache clock), when the ticket next falls due (gate clock), the facts.
+_Confirmed = tuple[str, bool, object, float, float, dict[str, Any]]
+_MEMO_HEADER_MAX = 4096  # longer Cookie headers are worked out afresh every time
+_MEMO_ENTRIES_MAX = 10_000  # per memo; a full one is emptied
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
@@ -223,6 +224,8 @@ class Gate:
         # What a Cookie header says (``_Seen``) by its exact text (a browser sends the same header request
         # after request): a pure function of the header, so caching it cannot change a decision.
         self._seen_memo: tuple[dict[str | bytes, _Seen], dict[str | bytes, _Seen]] = ({}, {})  # by https
+        # A verified session ``quick`` let through, by its Cookie header: what ``passing`` compares (see there).
+        self._passes: dict[str | bytes, _Confirmed] = {}
         # What the authenticator app and the codes sheet call the account when the identity is an opaque id
         # (Django's user pk): called off the event loop, since it may query the host app's database.
         self.account_label = account_label
@@ -261,8 +264,13 @@ class Gate:
         if known[1] and seen.account == identity and seen.epoch == known[0] and seen.verified is not None \
                 and self.sessions.clock() < seen.due:
             entry = self.epochs.entries.get(identity)
-            if entry is not None and entry[0] is known:  # for ``passing``: what was checked, and until when
-                seen.confirmed = (entry, entry[1] + self.epochs.soft_ttl, seen.verified)
+            if entry is not None and entry[0] is known and len(cookie_header) <= _MEMO_HEADER_MAX:
+                # For ``passing``: what was checked, and until when. One tuple, stored at once: a WSGI
+                # thread reads either the old confirmation or the new one.
+                if len(self._passes) >= _MEMO_ENTRIES_MAX:
+                    self._passes.clear()
+                self._passes[cookie_header] = (identity, https, entry, entry[1] + self.epochs.soft_ttl, seen.due,
+                                               seen.verified)
             return Pass(dict(seen.verified), [])  # a copy: the app may change its scope["mfa"]
         return self._decide(identity, known, seen.ticket, https)
 
@@ -278,15 +286,11 @@ class Gate:
         test_gate_quick.py`` checks both against each other). It exists because this is every request of a
         signed-in user: no ``Pass``, no clock but the two deadlines, no method calls beyond the memo's.
         """
-        seen = self._seen_memo[https].get(cookie_header)
-        if seen is None or seen.account != identity:
+        hit = self._passes.get(cookie_header)
+        if hit is None or hit[0] != identity or hit[1] is not https or self.epochs.entries.get(identity) is not hit[2] \
+                or self.epochs.clock() >= hit[3] or self.sessions.clock() >= hit[4] or path.startswith(self._special):
             return None
-        confirmed, epochs = seen.confirmed, self.epochs
-        if confirmed is None or epochs.entries.get(identity) is not confirmed[0] \
-                or epochs.clock() >= confirmed[1] or self.sessions.clock() >= seen.due \
-                or path.startswith(self._special):
-            return None
-        return confirmed[2].copy()
+        return hit[5].copy()
 
     def _decide(self, identity: str, known: tuple[int, bool], ticket: Ticket | None, https: bool) -> Pass | None:
         """``quick`` for everything but a verified session with nothing due: timeouts, re-issue, policy."""
@@ -325,8 +329,8 @@ class Gate:
         text = header if isinstance(header, str) else header.decode("latin-1")
         raw = cookie_value(text, self._session_cookie[https])
         seen = _Seen(raw is not None, self.sessions.signed(raw) if raw else None, self.sessions)
-        if len(header) <= 4096:
-            if len(memo) >= 10_000:
+        if len(header) <= _MEMO_HEADER_MAX:
+            if len(memo) >= _MEMO_ENTRIES_MAX:
                 memo.clear()
             memo[header] = seen
         return seen
@@ -434,7 +438,9 @@ class Gate:
     def mark_verified(self, ctx: Context, method: str, epoch: int | None = None) -> Op[None]:
         """Second factor passed: a new session id, so a planted or stolen pre-2FA id is worthless."""
         session = yield from self.ensure_session(ctx)
-        ctx.session = yield from self.sessions.rotate(session, verified_at=self.clock(), method=method,
+        # In whole seconds, as the signed ticket carries it: scope["mfa"]["verified_at"] reads the same
+        # whichever lane (the store's record, or the ticket alone) answers a request.
+        ctx.session = yield from self.sessions.rotate(session, verified_at=float(int(self.clock())), method=method,
                                                       epoch=ctx.epoch if epoch is None else epoch)
         ctx.cookies.append(self.session_cookie(ctx.session, ctx.req.https))
 

@@ -14,8 +14,12 @@ def starlette_session(key: str = "user") -> Callable[[Mapping[str, Any]], str | 
     """Starlette/FastAPI ``request.session[key]`` (the gate must sit inside ``SessionMiddleware``)."""
 
     def identity(scope: Mapping[str, Any]) -> str | None:
-        session = scope.get("session") or {}
-        value = session.get(key)
+        try:
+            value = scope["session"][key]
+        except (KeyError, TypeError):  # no session middleware, no login, or not a mapping
+            return None
+        if value.__class__ is str:  # the common case, on every request: skip the conversion
+            return value or None
         return str(value) if value else None
 
     return identity

@@ -171,3 +171,4 @@ async def test_codes_never_displayed_are_announced_on_the_security_page(kind: st
     assert "data-codes-waiting" in page and 'href="/mfa/backup-codes"' in page
     assert len(backup_codes_of((await b.get("/mfa/backup-codes")).text)) == 10
     assert "data-codes-waiting" not in (await b.get("/mfa/security")).text
+

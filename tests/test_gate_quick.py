@@ -4,15 +4,18 @@ clock, policy, epoch and 2FA state; and a header remembered once is judged again
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mfa_middleware.gate import Gate, Pass, cookie_value
+from mfa_middleware.gate import _MEMO_ENTRIES_MAX, _MEMO_HEADER_MAX, Gate, Pass, cookie_value
+from mfa_middleware.identity import starlette_session
 from mfa_middleware.passwords import FAST
 from mfa_middleware.sessions import SESSION_COOKIE, GateSession, cookie_name
 from mfa_middleware.store import Keys
+from tests.gate_harness import Site
 
 SECRET = "s" * 32
 ENC = "e" * 32
@@ -113,7 +116,8 @@ class EpochClock(Clock):
         self.now = 5_000.0  # a monotonic clock's own origin
 
 
-EVENTS = ("nothing", "refresh", "revoke", "disable", "forget", "evict", "epoch_age", "wall", "other_user")
+EVENTS = ("nothing", "refresh", "revoke", "disable", "forget", "evict", "epoch_age", "wall", "other_user",
+          "other_scheme")
 AMOUNTS = (0.0, 0.3, 0.79, 0.8, 0.81, 1.0, 1.5, 61.0)
 PATHS = ("/", "/app/page", "/mfa", "/mfa/setup", "/nic/update", "/nic/update/x", "/nic/updates")
 
@@ -123,7 +127,8 @@ def _passing_agrees_with_quick(policy: str, enabled: bool, session: GateSession,
     """``Gate.passing`` (the lane a verified session's every request takes) answers a request only with what
     ``quick`` answers at that moment (the same facts, no cookie to set), after whatever happened since ``quick``
     last let the header through: a refresh or revocation learned, ``forget``, eviction, either clock moving,
-    another user behind the same cookie, a path the gate treats specially. And it is not dead code: with
+    another user behind the same cookie, the same header over the other scheme, a path the gate treats
+    specially. And it is not dead code: with
     nothing changed, it answers every request of a 2FA account that ``quick`` let through without a cookie."""
     clock, epoch_clock = Clock(), EpochClock()
     gate = _gate(policy, clock)
@@ -151,6 +156,8 @@ def _passing_agrees_with_quick(policy: str, enabled: bool, session: GateSession,
         clock.now += amount
     elif event == "other_user":
         identity = "mallory"
+    elif event == "other_scheme":  # its gate cookie has the other scheme's name: not a gate cookie there
+        https = not https
     facts = gate.passing(path, identity, header, https)
     answer = gate.quick(path, identity, header, https)
     if event == "nothing" and path in ("/", "/app/page") and enabled and first is not None \
@@ -237,3 +244,58 @@ def test_passing_sees_a_revocation_after_an_eviction_that_kept_the_entry() -> No
     assert gate.passing("/", "alice", header, False) is None
     assert gate.quick("/", "alice", header, False) is not None
     assert gate.passing("/", "alice", header, False) is not None
+
+
+def test_the_memo_of_confirmed_headers_is_bounded() -> None:
+    """``passing``'s memo holds at most ``_MEMO_ENTRIES_MAX`` headers (a full one is emptied, and the next
+    ``quick`` confirms afresh) and never a header longer than ``_MEMO_HEADER_MAX``, which still passes."""
+    gate, header = _verified_alice(Clock())
+    gate.epochs.clock = EpochClock()  # held still: the loop may take longer than the cache's refresh age
+    gate.epochs.put("alice", 1, True)
+    for n in range(_MEMO_ENTRIES_MAX + 5):
+        padded = f"{header}; n={n}"
+        assert gate.quick("/", "alice", padded, False) is not None
+        assert len(gate._passes) <= _MEMO_ENTRIES_MAX
+    assert gate.passing("/", "alice", padded, False) is not None
+    long = f"{header}; junk={'x' * _MEMO_HEADER_MAX}"
+    assert gate.quick("/", "alice", long, False) is not None
+    assert long not in gate._passes and gate.passing("/", "alice", long, False) is None
+
+
+def test_starlette_session_reads_the_login_or_none() -> None:
+    hook = starlette_session("user")
+    assert hook({"session": {"user": "alice"}}) == "alice"
+    assert hook({"session": {"user": 42}}) == "42"  # an integer primary key
+    for scope in ({}, {"session": None}, {"session": {}}, {"session": {"user": ""}}, {"session": {"user": None}},
+                  {"session": {"user": 0}}, {"session": ["user"]}):
+        assert hook(scope) is None, scope
+
+
+async def test_a_server_handing_bytearray_headers_gets_the_same_answers(redis_url: str) -> None:
+    """ASGI allows any byte string for header values; a bytearray is unhashable, so the adapter copies it
+    before the gate's per-header memos see it. A verified session's requests pass (the first confirmed by
+    ``quick``, the rest by ``passing``), with the same facts as over httpx's bytes."""
+    site = Site("asgi", redis_url)
+    b, _ = await site.new_user("alice")
+    expected = (await b.get("/")).json()["mfa"]
+    cookie = "; ".join(f"{c.name}={c.value}" for c in b.client.cookies.jar).encode()
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    for _ in range(3):
+        sent.clear()
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": "/", "raw_path": b"/", "query_string": b"", "root_path": "",
+                 "headers": [(bytearray(b"host"), bytearray(b"testserver")),
+                             (bytearray(b"cookie"), bytearray(cookie))],
+                 "client": ("127.0.0.1", 5000), "server": ("testserver", 80)}
+        await site.app(scope, receive, send)
+        assert sent[0]["status"] == 200
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")  # type: ignore[misc]
+        assert json.loads(body)["mfa"] == expected
