@@ -12,10 +12,13 @@ fraction of a percent. It is user-space instructions of the server process only:
 request (sockets, epoll, a large share of a request's CPU time under wrk) is not in it, nor are cache
 misses, so the ratio here is an upper bound of the req/s ratio, not the target (``bench gate_overhead``).
 
-``session+cookie`` is the session app sent the gated app's Cookie header (its own login cookie and the
-gate's ``mfa_session``, which it ignores; a stand-in of the same length if the gated app has not run yet):
-the gated app's count less this one is the gate's own code, this one less ``session`` the cost of the
-longer header to httptools and Starlette.
+``APP+cookie`` is APP sent the gated app's ``mfa_session`` cookie besides its own login cookie (a stand-in
+of the same length if the gated app has not run yet). ``session+cookie`` is then the session app sent the
+gated app's Cookie header: the gated app's count less this one is the gate's own code, this one less
+``session`` the cost of the longer header to httptools and Starlette.
+
+Any other ``module:factory`` (e.g. a variant in a scratch module on ``PYTHONPATH``) is served the same way,
+its browser signed in as the session app's; it needs the ``/login`` route of ``bench.gate_apps``' apps.
 
 ``--top K`` prints the K C-level functions (the interpreter's, libraries') whose count grew most from the
 first app to each other one: e.g. a longer Cookie header shows up in ``llhttp`` and ``siphash13``.
@@ -44,7 +47,7 @@ from tests.servers import free_port, wait_for_port
 
 STARTUP_SECONDS = 180.0  # uvicorn's start under valgrind takes ~15 s here
 MFA_COOKIE_LENGTH = 175  # "mfa_session=" value of a verified session, as the gate writes it (2026-11)
-APPS = ("bare", "session", "gated", "session+cookie")
+APPS = ("bare", "session", "gated")
 WARMUP = 300  # requests before counting: imports done lazily, caches filled, the memo of the header made
 
 
@@ -85,13 +88,14 @@ def _functions(path: Path) -> dict[str, int]:
 
 def count(app: str, redis_url: str, requests: int, workdir: Path, top: bool, mfa_cookie: str, user: str) -> Count:
     """Serve ``app`` under callgrind and count ``requests`` requests of a signed-in browser; ``mfa_cookie``:
-    the gate's cookie (``name=value``) that ``session+cookie`` adds to its own; ``user``: the new user's name
+    the gate's cookie (``name=value``) that an ``APP+cookie`` adds to its own; ``user``: the new user's name
     prefix (the same length for every app: the login cookie carries it)."""
     port = free_port()
-    factory = app.split("+")[0]
-    out = workdir / f"{factory}-{len(os.listdir(workdir))}.callgrind"
+    spec = app.removesuffix("+cookie")
+    factory = spec if ":" in spec else "bench.gate_apps:" + spec
+    out = workdir / f"{len(os.listdir(workdir))}.callgrind"
     cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-           sys.executable, "-m", "uvicorn", "--factory", f"bench.gate_apps:{factory}", "--host", "127.0.0.1",
+           sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--no-access-log"]
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONHASHSEED": "0"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -99,7 +103,7 @@ def count(app: str, redis_url: str, requests: int, workdir: Path, top: bool, mfa
         wait_for_port(port, timeout=STARTUP_SECONDS)
         base = f"http://127.0.0.1:{port}"
         cookie = sessions(base, redis_url, app == "gated", user)() if app != "bare" else ""
-        if app == "session+cookie":
+        if app.endswith("+cookie"):
             cookie += "; " + mfa_cookie
         headers = {"Cookie": cookie} if cookie else {}
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -133,7 +137,8 @@ def count(app: str, redis_url: str, requests: int, workdir: Path, top: bool, mfa
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--apps", default="session,gated,session+cookie", help=f"any of {', '.join(APPS)}")
+    parser.add_argument("--apps", default="session,gated,session+cookie",
+                        help=f"any of {', '.join(APPS)} or module:factory, each optionally +cookie")
     parser.add_argument("--top", type=int, default=0, metavar="K")
     args = parser.parse_args(argv)
     missing = [tool for tool in ("valgrind", "callgrind_control", "redis-server") if not shutil.which(tool)]
@@ -142,14 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     apps = [a.strip() for a in args.apps.split(",") if a.strip()]
-    unknown = [a for a in apps if a not in APPS]
+    unknown = [a for a in apps if a.removesuffix("+cookie") not in APPS and ":" not in a]
     if unknown or args.requests < 1:
         parser.error(f"unknown app {unknown[0]!r}" if unknown else "--requests must be at least 1")
     with tempfile.TemporaryDirectory() as tmp, harness.redis_server() as redis:
         mfa_cookie, counts = "mfa_session=" + "A" * MFA_COOKIE_LENGTH, []
         for i, app in enumerate(apps):
             counts.append(count(app, redis.url, args.requests, Path(tmp), args.top > 0, mfa_cookie, f"u{i:02d}"))
-            if app == "gated":  # its own cookie, for session+cookie
+            if app == "gated":  # its own cookie, for the +cookie variants after it
                 mfa_cookie = next(c for c in counts[-1].cookie.split("; ") if c.startswith("mfa_session="))
     first = counts[0]
     print(f"user-space instructions per request under uvicorn (callgrind, {args.requests} requests, one "
