@@ -1,6 +1,6 @@
 """Dev tool: CPU instructions per verified request under uvicorn, with and without the gate (callgrind).
 
-``.venv/bin/python -m bench.instructions [--requests N] [--apps session,gated] [--top K]``
+``.venv/bin/python -m bench.instructions [--requests N] [--apps session,gated,session+cookie] [--top K]``
 
 Requests per second on this VM move ~15% from one run to the next (neighbours on the host: steal time and
 a per-request CPU cost that changes by itself), so a 1-4% change takes dozens of rounds to see. This counts
@@ -34,16 +34,18 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import harness
 from bench.gate_overhead import sessions
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port
 
 STARTUP_SECONDS = 180.0  # uvicorn's start under valgrind takes ~15 s here
 MFA_COOKIE_LENGTH = 175  # "mfa_session=" value of a verified session, as the gate writes it (2026-11)
@@ -86,6 +88,19 @@ def _functions(path: Path) -> dict[str, int]:
     return functions
 
 
+def _wait_until_served(proc: subprocess.Popen[bytes], port: int, app: str) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{app}: the server exited at start (exit status {proc.returncode})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{app}: nothing listens on 127.0.0.1:{port} after {STARTUP_SECONDS:.0f} s")
+
+
 def count(app: str, redis_url: str, requests: int, workdir: Path, top: bool, mfa_cookie: str, user: str) -> Count:
     """Serve ``app`` under callgrind and count ``requests`` requests of a signed-in browser; ``mfa_cookie``:
     the gate's cookie (``name=value``) that an ``APP+cookie`` adds to its own; ``user``: the new user's name
@@ -100,11 +115,14 @@ def count(app: str, redis_url: str, requests: int, workdir: Path, top: bool, mfa
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONHASHSEED": "0"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port(port, timeout=STARTUP_SECONDS)
+        _wait_until_served(proc, port, app)
         base = f"http://127.0.0.1:{port}"
-        cookie = sessions(base, redis_url, app == "gated", user)() if app != "bare" else ""
+        try:
+            cookie = sessions(base, redis_url, spec == "gated", user)() if spec != "bare" else ""
+        except AssertionError:  # bench.gate_overhead's sign-in checks each answer with assert
+            raise RuntimeError(f"{app}: signing in through its /login failed") from None
         if app.endswith("+cookie"):
-            cookie += "; " + mfa_cookie
+            cookie = f"{cookie}; {mfa_cookie}" if cookie else mfa_cookie
         headers = {"Cookie": cookie} if cookie else {}
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
@@ -150,12 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [a for a in apps if a.removesuffix("+cookie") not in APPS and ":" not in a]
     if unknown or args.requests < 1:
         parser.error(f"unknown app {unknown[0]!r}" if unknown else "--requests must be at least 1")
-    with tempfile.TemporaryDirectory() as tmp, harness.redis_server() as redis:
-        mfa_cookie, counts = "mfa_session=" + "A" * MFA_COOKIE_LENGTH, []
-        for i, app in enumerate(apps):
-            counts.append(count(app, redis.url, args.requests, Path(tmp), args.top > 0, mfa_cookie, f"u{i:02d}"))
-            if app == "gated":  # its own cookie, for the +cookie variants after it
-                mfa_cookie = next(c for c in counts[-1].cookie.split("; ") if c.startswith("mfa_session="))
+    mfa_cookie, counts = "mfa_session=" + "A" * MFA_COOKIE_LENGTH, []
+    try:
+        with tempfile.TemporaryDirectory() as tmp, harness.redis_server() as redis:
+            for i, app in enumerate(apps):
+                counts.append(count(app, redis.url, args.requests, Path(tmp), args.top > 0, mfa_cookie,
+                                    f"u{i:02d}"))
+                if app == "gated":  # its own cookie, for the +cookie variants after it
+                    mfa_cookie = next(c for c in counts[-1].cookie.split("; ") if c.startswith("mfa_session="))
+    except (RuntimeError, OSError, subprocess.CalledProcessError, http.client.HTTPException) as exc:
+        print(f"bench.instructions: {exc}", file=sys.stderr)
+        return 1
     first = counts[0]
     print(f"user-space instructions per request under uvicorn (callgrind, {args.requests} requests, one "
           f"keep-alive connection):")
