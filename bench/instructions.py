@@ -34,18 +34,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import harness
 from bench.gate_overhead import sessions
-from tests.servers import free_port
+from tests.servers import free_port, wait_for_port
 
 STARTUP_SECONDS = 180.0  # uvicorn's start under valgrind takes ~15 s here
 MFA_COOKIE_LENGTH = 175  # "mfa_session=" value of a verified session, as the gate writes it (2026-11)
@@ -88,19 +86,6 @@ def _functions(path: Path) -> dict[str, int]:
     return functions
 
 
-def _wait_until_served(proc: subprocess.Popen[bytes], port: int, app: str) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{app}: the server exited at start (exit status {proc.returncode})")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{app}: nothing listens on 127.0.0.1:{port} after {STARTUP_SECONDS:.0f} s")
-
-
 def count(app: str, redis_url: str, requests: int, workdir: Path, top: bool, mfa_cookie: str, user: str) -> Count:
     """Serve ``app`` under callgrind and count ``requests`` requests of a signed-in browser; ``mfa_cookie``:
     the gate's cookie (``name=value``) that an ``APP+cookie`` adds to its own; ``user``: the new user's name
@@ -115,7 +100,10 @@ def count(app: str, redis_url: str, requests: int, workdir: Path, top: bool, mfa
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONHASHSEED": "0"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_until_served(proc, port, app)
+        try:
+            wait_for_port(port, timeout=STARTUP_SECONDS, proc=proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{app}: {exc}") from None
         base = f"http://127.0.0.1:{port}"
         try:
             cookie = sessions(base, redis_url, spec == "gated", user)() if spec != "bare" else ""
