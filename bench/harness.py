@@ -116,7 +116,7 @@ def _process(cmd: Sequence[str], port: int, env: dict[str, str] | None) -> Itera
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
     _SERVERS[f"http://127.0.0.1:{port}"] = proc.pid  # taskset execs the server: same pid
     try:
-        wait_for_port(port, timeout=30)
+        wait_for_port(port, timeout=30, proc=proc)
         yield
     finally:
         _SERVERS.pop(f"http://127.0.0.1:{port}", None)
