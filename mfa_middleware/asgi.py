@@ -16,6 +16,7 @@ from typing_extensions import Unpack
 from .gate import MAX_FORM_BYTES, Pass, Reply, Request, parse_cookies, parse_form
 from .metrics import STORE_ERRORS
 from .options import GateOptions, gate_and_store_url
+from .paths import asgi_root, asgi_route_path
 from .store import AsyncStore, StoreError, open_async_store
 
 log = logging.getLogger("mfa_middleware")
@@ -62,23 +63,22 @@ class MFAMiddleware:
         elif not identity:
             identity = None
         if kind == "http":
-            path, https = scope["path"], scope.get("scheme") == "https"
-            cookie = b""  # the Cookie header as sent (the gate decodes it only the first time it sees it)
-            for key, value in scope.get("headers", ()):
-                if key == b"cookie":
-                    cookie = value if value.__class__ is bytes else bytes(value)  # a bytearray is unhashable
-                    break
-            if identity is not None:  # a signed-in user's every request: Gate.passing
-                facts = self.gate.passing(path, identity, cookie, https)
-                if facts is not None:
-                    scope["mfa"] = facts
-                    await self.app(scope, receive, send)
+            # The path the app routes: without the root_path it is mounted under (Starlette, Django).
+            path = asgi_route_path(scope) if scope.get("root_path") else scope["path"]
+            https = scope.get("scheme") == "https"
+            cookie = _cookie_header(scope)
+            if cookie is not None:
+                if identity is not None:  # a signed-in user's every request: Gate.passing
+                    facts = self.gate.passing(path, identity, cookie, https)
+                    if facts is not None:
+                        scope["mfa"] = facts
+                        await self.app(scope, receive, send)
+                        return
+                quick = self.gate.quick(path, identity, cookie, https)
+                if quick is not None:
+                    scope["mfa"] = quick.mfa
+                    await self.app(scope, receive, _with_cookies(send, quick) if quick.cookies else send)
                     return
-            quick = self.gate.quick(path, identity, cookie, https)
-            if quick is not None:
-                scope["mfa"] = quick.mfa
-                await self.app(scope, receive, _with_cookies(send, quick) if quick.cookies else send)
-                return
         req = await self._request(scope, receive, identity)
         try:
             decision = await self.store.run(self.gate.handle(req))
@@ -96,19 +96,42 @@ class MFAMiddleware:
         await self.app(scope, receive, _with_cookies(send, decision))
 
     async def _request(self, scope: Scope, receive: Receive, identity: str | None) -> Request:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers: dict[str, str] = {}
+        for k, v in scope.get("headers", []):
+            name = k.decode("latin-1").lower()
+            # Repeated headers join with commas (X-Forwarded-For from a chain of proxies); cookies with "; ".
+            value = v.decode("latin-1")
+            if name in headers:
+                value = headers[name] + ("; " if name == "cookie" else ", ") + value
+            headers[name] = value
         method = scope.get("method", "GET")
+        path = asgi_route_path(scope)
         form: dict[str, str] = {}
-        if self.gate.wants_body(method, scope["path"]):
+        if self.gate.wants_body(method, path):
             form = parse_form(await _read_body(receive))
         client = scope.get("client") or ("", 0)
         return Request(
-            method=method, path=scope["path"],
+            method=method, path=path,
             query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
-            headers=headers, cookies=parse_cookies(headers.get("cookie", "")), client_ip=str(client[0]),
+            headers=headers, cookies=parse_cookies(headers.get("cookie", "")),
+            client_ip=self.gate.client_ip(str(client[0]), headers),
             https=scope.get("scheme") in ("https", "wss"), identity=identity,
-            form=form,
+            form=form, root=asgi_root(scope), memo_key=_cookie_header(scope) if scope["type"] == "http" else None,
         )
+
+
+def _cookie_header(scope: Scope) -> bytes | None:
+    """The Cookie header as sent (the key of the gate's memo), b"" without one, None when there are several:
+    frameworks disagree on whether to join them, so such a request is always decided afresh."""
+    cookie = b""
+    seen = False
+    for key, value in scope.get("headers", ()):
+        if key == b"cookie":
+            if seen:
+                return None
+            seen = True
+            cookie = value if value.__class__ is bytes else bytes(value)  # a bytearray is unhashable
+    return cookie
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -8,6 +8,7 @@ with its store; the result is ``Pass`` (call the app, with ``mfa`` facts and may
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,17 +19,22 @@ from urllib.parse import quote, urlencode
 
 from . import backup_codes
 from .accounts import Accounts
+from .clientip import ClientAddress
+from .confirmations import Confirmations
 from .crypto import SeedCipher, derive_key
 from .pages import Pages
 from .passwords import OWASP, Argon2Profile, PasswordHasher
-from .revocation import EpochCache
-from .sessions import SESSION_COOKIE, TRUST_COOKIE, GateSession, Sessions, Ticket, cookie_name
+from .paths import Exemptions
+from .sessions import SESSION_COOKIE, TRUST_COOKIE, GateSession, Sessions, cookie_name
 from .store import Keys, Op, cmd
 from .store.effects import Offload
 from .totp import Digest, TotpParams
 from .twofactor import AuditHook, ThrottlePolicy, TwoFactor
 
-DEFAULT_EXEMPT = ("/nic/update",)
+DEFAULT_EXEMPT = ("/nic/update", "/nic/checkip")
+# The gate's pages use only their own stylesheet and script (``static/``), and no page is ever framed.
+DEFAULT_CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 MAX_FORM_BYTES = 64 * 1024
 PasswordCheck = Callable[[str, str], bool]
 
@@ -44,10 +50,13 @@ class Request:
     https: bool
     identity: str | None
     form: Mapping[str, str] = field(default_factory=dict)
+    root: str = ""  # where the app is mounted (``paths.mount_point``): only put in front of URLs sent out
+    memo_key: str | bytes | None = None  # the Cookie header as the server gave it (``Confirmations``)
 
     @property
     def full_path(self) -> str:
-        return self.path + ("?" + urlencode(self.query) if self.query else "")
+        """The path as the browser asked for it (mount point included), with its query."""
+        return self.root + self.path + ("?" + urlencode(self.query) if self.query else "")
 
     def wants_json(self) -> bool:
         accept = self.headers.get("accept", "").lower()
@@ -73,42 +82,6 @@ class Reply:
 
 
 Decision = Pass | Reply
-
-
-class _Seen:
-    """What one Cookie header says to ``Gate.quick``: whether it holds a gate cookie, the verified ticket, and
-    for a verified session the facts to hand the app and when something next falls due (a timeout or the
-    cookie's re-issue), all of which depend on the ticket alone."""
-
-    __slots__ = ("account", "due", "epoch", "present", "ticket", "verified")
-
-    def __init__(self, present: bool, ticket: Ticket | None, sessions: Sessions | None = None) -> None:
-        self.present, self.ticket = present, ticket
-        self.account: str | None = None
-        self.epoch, self.due = -1, 0.0
-        self.verified: dict[str, Any] | None = None
-        if ticket is not None and sessions is not None and ticket.verified_at:
-            self.account, self.epoch = ticket.account, ticket.epoch
-            self.due = min(ticket.created + sessions.absolute_timeout, ticket.seen + sessions.idle_timeout,
-                           ticket.seen + sessions.refresh_after)
-            self.verified = {"account": ticket.account, "enabled": True, "verified": True,
-                             "verified_at": float(ticket.verified_at), "method": ticket.method}
-
-
-_NO_COOKIE = _Seen(False, None)
-# ``passing``'s memo entry: identity, https, the epoch-cache entry checked, until when that check holds
-# (epoch-cache clock), when the ticket next falls due (gate clock), the facts.
-_Confirmed = tuple[str, bool, object, float, float, dict[str, Any]]
-_MEMO_HEADER_MAX = 4096  # longer Cookie headers are worked out afresh every time
-_MEMO_ENTRIES_MAX = 10_000  # per memo; a full one is emptied
-
-
-def safe_next(target: str | None, default: str = "/") -> str:
-    """Only same-site relative paths: no scheme, host, protocol-relative ``//``, backslash or control char."""
-    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
-            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)):
-        return default
-    return target
 
 
 def parse_form(body: bytes) -> dict[str, str]:
@@ -152,6 +125,8 @@ class Context:
     epoch: int
     session: GateSession | None
     cookies: list[str] = field(default_factory=list)
+    base: str = ""  # the gate's pages as the browser reaches them: mount point + prefix
+    due: float = math.inf  # when the session's ticket next times out or is re-issued (``Confirmations``)
 
     @property
     def verified(self) -> bool:
@@ -184,6 +159,8 @@ class Gate:
         totp_period: int = 30,
         account_label: Callable[[str], str] | None = None,
         revocation_ttl: float = 1.0,
+        content_security_policy: str = DEFAULT_CSP,
+        trusted_proxies: Sequence[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if policy not in ("optional", "required"):
@@ -193,6 +170,7 @@ class Gate:
         self.prefix = "/" + prefix.strip("/")
         self.policy = policy
         self.exempt = tuple(exempt)
+        self.is_exempt = Exemptions(self.exempt)
         self.remember_days = remember_days
         self.login_url = login_url
         self.clock = clock
@@ -213,27 +191,20 @@ class Gate:
                                  absolute_timeout=absolute_timeout, clock=clock)
         self.pages = Pages(template_dirs)
         self.issuer = issuer
-        self.epochs = EpochCache(ttl=revocation_ttl)
-        # Precomputed for the per-request checks (``owns``, ``is_exempt``, ``quick``).
+        self.confirmed = Confirmations(revocation_ttl, self.sessions.clock)
+        self.security_headers = [("x-frame-options", "DENY"), ("content-security-policy", content_security_policy),
+                                 ("referrer-policy", "same-origin"), ("x-content-type-options", "nosniff")]
+        self.client_ip = ClientAddress(trusted_proxies)
+        # Paths the lanes leave to ``handle``: the gate's own pages and the exemptions, each a rule of its own.
         self._owned_prefix = self.prefix + "/"
-        self._exempt_exact = frozenset(self.exempt)
-        self._exempt_prefixes = tuple(p.rstrip("/") + "/" for p in self.exempt)
-        # Every path ``quick`` treats specially starts with one of these (``passing`` leaves them all to it).
-        self._special = (self.prefix, *(p.rstrip("/") for p in self.exempt))
+        self._special = (self.prefix, *self.is_exempt.roots)
         self._session_cookie = {False: cookie_name(SESSION_COOKIE, False), True: cookie_name(SESSION_COOKIE, True)}
-        # What a Cookie header says (``_Seen``) by its exact text (a browser sends the same header request
-        # after request): a pure function of the header, so caching it cannot change a decision.
-        self._seen_memo: tuple[dict[str | bytes, _Seen], dict[str | bytes, _Seen]] = ({}, {})  # by https
-        # A verified session ``quick`` let through, by its Cookie header: what ``passing`` compares (see there).
-        self._passes: dict[str | bytes, _Confirmed] = {}
+        self._session_cookie_bytes = {k: v.encode() for k, v in self._session_cookie.items()}
         # What the authenticator app and the codes sheet call the account when the identity is an opaque id
         # (Django's user pk): called off the event loop, since it may query the host app's database.
         self.account_label = account_label
 
     # -- what the adapters ask -------------------------------------------------------------------
-    def is_exempt(self, path: str) -> bool:
-        return path in self._exempt_exact or path.startswith(self._exempt_prefixes)
-
     def owns(self, path: str) -> bool:
         return path == self.prefix or path.startswith(self._owned_prefix)
 
@@ -241,127 +212,80 @@ class Gate:
         return method == "POST" and self.owns(path)
 
     def quick(self, path: str, identity: str | None, cookie_header: str | bytes, https: bool) -> Pass | None:
-        """The common request decided locally, with no store round trip; None means "ask ``handle``".
+        """The answers that need no store: exempt paths, anonymous requests without a gate cookie, and what
+        ``handle`` answered this Cookie header within ``revocation_ttl`` (``passing``). None: ask ``handle``.
 
-        Exempt paths, anonymous requests without a gate cookie, and requests whose signed ticket matches
-        the identity and the account's epoch as this instance learned it less than a second ago.
-        This runs on every request, so it is written for speed (see ``bench/profile_gate.py``): what a
-        Cookie header says is worked out once per distinct header (``_Seen``; ``cookie_header`` as the
-        server gave it, WSGI's text or ASGI's latin-1 bytes), and a verified session whose ticket has
-        nothing due (no timeout, no re-issue) is one comparison away from its answer.
+        ``path`` is the path the app routes (``paths``); ``cookie_header`` as the server gave it (WSGI's
+        text or ASGI's latin-1 bytes).
         """
         if path == self.prefix or path.startswith(self._owned_prefix):
             return None
-        if path in self._exempt_exact or (self._exempt_prefixes and path.startswith(self._exempt_prefixes)):
+        if self.is_exempt(path):
             return Pass({"exempt": True, "verified": False, "verified_at": None})
-        seen = self._seen(cookie_header, https) if cookie_header else _NO_COOKIE
         if identity is None:
-            return None if seen.present else Pass({"account": None, "enabled": False, "verified": False,
-                                                   "verified_at": None})
-        known = self.epochs.get(identity)
-        if known is None:
-            return None
-        if known[1] and seen.account == identity and seen.epoch == known[0] and seen.verified is not None \
-                and self.sessions.clock() < seen.due:
-            entry = self.epochs.entries.get(identity)
-            if entry is not None and entry[0] is known and len(cookie_header) <= _MEMO_HEADER_MAX:
-                # For ``passing``: what was checked, and until when. One tuple, stored at once: a WSGI
-                # thread reads either the old confirmation or the new one.
-                if len(self._passes) >= _MEMO_ENTRIES_MAX:
-                    self._passes.clear()
-                self._passes[cookie_header] = (identity, https, entry, entry[1] + self.epochs.soft_ttl, seen.due,
-                                               seen.verified)
-            return Pass(dict(seen.verified), [])  # a copy: the app may change its scope["mfa"]
-        return self._decide(identity, known, seen.ticket, https)
+            if self._has_session_cookie(cookie_header, https):
+                return None  # the app's login is gone: ``handle`` ends the gate session
+            return Pass({"account": None, "enabled": False, "verified": False, "verified_at": None})
+        facts = self.passing(path, identity, cookie_header, https)
+        return None if facts is None else Pass(facts)
 
     def passing(self, path: str, identity: str, cookie_header: str | bytes, https: bool) -> dict[str, Any] | None:
-        """``quick``'s answer for a verified session it has already let through, in a few comparisons: the
-        facts for ``scope["mfa"]`` (a fresh copy), or None to ask ``quick``.
-
-        The same Cookie header, the same identity, the very epoch-cache entry ``quick`` checked its ticket
-        against (``EpochCache.entries``: a refresh, a revocation learned, ``forget`` or eviction each replace
-        or drop it) while that entry is younger than the cache's refresh age, and the ticket's next timeout or
-        re-issue not yet due; no path ``quick`` treats specially. Each is a condition under which ``quick``
-        would answer the same ``Pass`` without cookies, so this adds no rule of its own (``tests/
-        test_gate_quick.py`` checks both against each other). It exists because this is every request of a
-        signed-in user: no ``Pass``, no clock but the two deadlines, no method calls beyond the memo's.
-        """
-        hit = self._passes.get(cookie_header)
-        if hit is None or hit[0] != identity or hit[1] is not https or self.epochs.entries.get(identity) is not hit[2] \
-                or self.epochs.clock() >= hit[3] or self.sessions.clock() >= hit[4] or path.startswith(self._special):
+        """What ``handle`` let through for this Cookie header, identity and scheme less than
+        ``revocation_ttl`` ago, while the ticket has nothing due: the facts for ``scope["mfa"]`` (a fresh
+        copy), or None to ask ``handle``. A cache of ``handle``'s answer (``Confirmations``), no rule of its
+        own: every signed-in request comes here first."""
+        if path.startswith(self._special):
             return None
-        return hit[5].copy()
+        return self.confirmed.get(cookie_header, identity, https)
 
-    def _decide(self, identity: str, known: tuple[int, bool], ticket: Ticket | None, https: bool) -> Pass | None:
-        """``quick`` for everything but a verified session with nothing due: timeouts, re-issue, policy."""
-        epoch, enabled = known
-        sessions = self.sessions
-        now = sessions.clock()
-        if ticket is not None and (now >= ticket.created + sessions.absolute_timeout
-                                   or now >= ticket.seen + sessions.idle_timeout):
-            ticket = None  # timed out: as if absent (``Sessions.loads``)
-        if ticket is None:
-            if enabled or self.policy == "required":
-                return None
-            return Pass({"account": identity, "enabled": False, "verified": False, "verified_at": None,
-                         "method": None})
-        if ticket.account != identity or ticket.epoch != epoch:
-            return None  # another user's or a revoked session: let handle() clear it
-        verified_at = ticket.verified_at
-        if not enabled:
-            if self.policy == "required":
-                return None
-        elif not verified_at:
-            return None
-        facts = {"account": identity, "enabled": enabled, "verified": bool(verified_at),
-                 "verified_at": float(verified_at) if verified_at else None,
-                 "method": ticket.method if verified_at else None}
-        if now - ticket.seen >= sessions.refresh_after:  # ``Sessions.stale``
-            return Pass(facts, [self.refreshed_cookie(ticket, https)])
-        return Pass(facts, [])
-
-    def _seen(self, header: str | bytes, https: bool) -> _Seen:
-        memo = self._seen_memo[https]
-        try:
-            return memo[header]
-        except KeyError:
-            pass
-        text = header if isinstance(header, str) else header.decode("latin-1")
-        raw = cookie_value(text, self._session_cookie[https])
-        seen = _Seen(raw is not None, self.sessions.signed(raw) if raw else None, self.sessions)
-        if len(header) <= _MEMO_HEADER_MAX:
-            if len(memo) >= _MEMO_ENTRIES_MAX:
-                memo.clear()
-            memo[header] = seen
-        return seen
-
-    def refreshed_cookie(self, ticket: Ticket, https: bool) -> str:
-        session = GateSession(ticket.sid, ticket.account, ticket.epoch, float(ticket.created), "",
-                              float(ticket.verified_at) or None, ticket.method)
-        return self.session_cookie(session, https)
+    def _has_session_cookie(self, header: str | bytes, https: bool) -> bool:
+        if not header:
+            return False
+        if isinstance(header, bytes):
+            if self._session_cookie_bytes[https] not in header:
+                return False
+            header = header.decode("latin-1")
+        return cookie_value(header, self._session_cookie[https]) is not None
 
     def handle(self, req: Request) -> Op[Decision]:
-        if self.is_exempt(req.path) and not self.owns(req.path):
+        """The gate's one decision, made against the store; ``quick`` and ``passing`` only repeat it."""
+        owned = self.owns(req.path)
+        if not owned and self.is_exempt(req.path):
             return Pass({"exempt": True, "verified": False, "verified_at": None})
+        if owned and req.path.startswith(self._owned_prefix + "static/"):
+            return self._secured(static_asset(req.path[len(self._owned_prefix) + 7:]))
         if req.identity is None:
-            return (yield from self._anonymous(req))
+            return self._secured((yield from self._anonymous(req)))
         ctx = yield from self._context(req)
-        if self.owns(req.path):
+        if owned:
             from .views import dispatch
 
             decision = yield from dispatch(self, ctx)
-            self.epochs.forget(ctx.account)  # this instance may just have changed it
+            self.confirmed.forget(ctx.account)  # this instance may just have changed it
         else:
             decision = yield from self._guard(ctx)
-        return self._with_cookies(decision, ctx.cookies)
+            if isinstance(decision, Pass) and not ctx.cookies and req.memo_key is not None:
+                self.confirmed.put(req.memo_key, ctx.account, req.https, decision.mfa, ctx.due)
+        return self._secured(self._with_cookies(decision, ctx.cookies))
+
+    def _secured(self, decision: Decision) -> Decision:
+        """Every page and answer of the gate's own: never framed, never sniffed, no referrer off the site."""
+        if isinstance(decision, Reply):
+            have = {name for name, _ in decision.headers}
+            decision.headers.extend(h for h in self.security_headers if h[0] not in have)
+            if "cache-control" not in have:
+                decision.headers.append(("cache-control", "no-store"))
+        return decision
 
     def unavailable(self, req: Request) -> Reply:
         """Fail closed: the store is down, so nobody gets through."""
         if req.wants_json():
             return self.json(503, {"error": "unavailable"}, [("retry-after", "30")])
-        body = self.pages.render("mfa_message.html", title="Temporarily unavailable",
+        body = self.pages.render("mfa_message.html", title="Temporarily unavailable", prefix=req.root + self.prefix,
                                  message="Sign-in is unavailable right now. Please try again in a minute.")
-        return Reply(503, [("content-type", "text/html; charset=utf-8"), ("retry-after", "30")], body.encode())
+        reply = Reply(503, [("content-type", "text/html; charset=utf-8"), ("retry-after", "30")], body.encode())
+        self._secured(reply)
+        return reply
 
     # -- decisions ---------------------------------------------------------------------------------
     def _anonymous(self, req: Request) -> Op[Decision]:
@@ -370,29 +294,34 @@ class Gate:
         ticket = self.sessions.loads(req.cookies.get(cookie_name(SESSION_COOKIE, req.https)))
         if ticket:
             yield from self.sessions.delete(ticket.sid)
+            self.confirmed.forget(ticket.account)
             cookies.append(self.clear_cookie(SESSION_COOKIE, req.https))
         if self.owns(req.path):
             return self._with_cookies(self.redirect(self._login_redirect(req)), cookies)
         return Pass({"account": None, "enabled": False, "verified": False, "verified_at": None}, cookies)
 
     def _login_redirect(self, req: Request) -> str:
-        return f"{self.login_url}?next={quote(req.full_path, safe='/')}"
+        login = req.root + self.login_url if self.login_url.startswith("/") else self.login_url
+        return f"{login}?next={quote(req.full_path, safe='/')}"
 
     def _context(self, req: Request) -> Op[Context]:
         account = req.identity or ""
         seed, epoch = yield cmd("HMGET", self.twofactor.keys.account(account, "mfa"), "seed", "epoch")
-        ctx = Context(req, account, bool(seed), int(epoch or 0), None)
-        self.epochs.put(account, ctx.epoch, ctx.enabled)
+        ctx = Context(req, account, bool(seed), int(epoch or 0), None, base=req.root + self.prefix)
         raw = req.cookies.get(cookie_name(SESSION_COOKIE, req.https))
         ticket = self.sessions.loads(raw)
         if ticket:
             session = yield from self.sessions.load(ticket.sid)
             if session and session.account == account and session.epoch == ctx.epoch:
                 ctx.session = session
-                if self.sessions.stale(ticket):
+                sessions = self.sessions
+                ctx.due = min(ticket.created + sessions.absolute_timeout, ticket.seen + sessions.idle_timeout,
+                              ticket.seen + sessions.refresh_after)
+                if sessions.stale(ticket):  # re-issued only here, after the store confirmed the record
                     ctx.cookies.append(self.session_cookie(session, req.https))
             elif session:  # another identity's, or ended by disable/regenerate/sign-out-everywhere
                 yield from self.sessions.delete(ticket.sid)
+                self.confirmed.forget(session.account)
         if raw and ctx.session is None:
             ctx.cookies.append(self.clear_cookie(SESSION_COOKIE, req.https))
         if ctx.enabled and not ctx.verified:
@@ -418,7 +347,7 @@ class Gate:
         yield  # pragma: no cover
 
     def _challenge(self, ctx: Context, where: str) -> Reply:
-        url = f"{where}?next={quote(ctx.req.full_path, safe='/')}"
+        url = f"{ctx.req.root}{where}?next={quote(ctx.req.full_path, safe='/')}"
         if ctx.req.wants_json():
             return self.json(401, {"error": "mfa_required", "verify_url": url})
         return self.redirect(url)
@@ -487,6 +416,7 @@ class Gate:
         return "; ".join(parts)
 
     def html(self, template: str, status: int = 200, **context: Any) -> Reply:
+        """A page; ``prefix`` (the gate's pages as the browser reaches them) is ``Context.base``."""
         context = {"prefix": self.prefix, "issuer": self.issuer, "digits": self.twofactor.params.digits, **context}
         body = self.pages.render(template, **context)
         return Reply(status, [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store")],
@@ -507,6 +437,22 @@ class Gate:
         else:
             decision.cookies.extend(cookies)
         return decision
+
+
+_STATIC = Path(__file__).parent / "static"
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+
+
+def static_asset(name: str) -> Reply:
+    """The pages' stylesheet and script (no inline ones: the pages' CSP allows only these)."""
+    kind = _STATIC_TYPES.get(Path(name).suffix)
+    if kind is None or "/" in name or name.startswith("."):
+        return Reply(404, [("content-type", "text/plain; charset=utf-8")], b"not found")
+    try:
+        body = (_STATIC / name).read_bytes()
+    except OSError:
+        return Reply(404, [("content-type", "text/plain; charset=utf-8")], b"not found")
+    return Reply(200, [("content-type", kind), ("cache-control", "public, max-age=3600")], body)
 
 
 def _authenticated(accounts: Accounts, account_id: str, password: str) -> Op[bool]:

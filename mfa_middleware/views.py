@@ -11,7 +11,8 @@ from typing import Any
 
 from . import csrf, qr, totp
 from .crypto import SeedDecryptError
-from .gate import Context, Decision, Gate, Reply, safe_next
+from .gate import Context, Decision, Gate, Reply
+from .paths import safe_next
 from .store import Op
 
 View = Callable[[Gate, Context], Generator[Any, Any, Decision]]
@@ -26,16 +27,16 @@ def dispatch(gate: Gate, ctx: Context) -> Op[Decision]:
         allowed = {m for m, p in VIEWS if p == sub}
         if allowed:
             return Reply(405, [("allow", ", ".join(sorted(allowed)))], b"method not allowed")
-        return gate.html("mfa_message.html", 404, title="Not found", message="There is no such page.")
+        return page(gate, ctx, "mfa_message.html", 404, title="Not found", message="There is no such page.")
     if ctx.req.method == "POST":
         session = ctx.session
         if session is None or not csrf.valid(session.csrf, ctx.req.form.get(csrf.FIELD)):
             yield from gate.ensure_session(ctx)
-            return gate.html("mfa_message.html", 400, title="Please try again",
+            return page(gate, ctx, "mfa_message.html", 400, title="Please try again",
                              message="The form expired or did not come from this site. Please try again.",
-                             link=gate.prefix + sub)
+                             link=ctx.base + sub)
     if sub not in ("/verify", "/verify/backup") and ctx.enabled and not ctx.verified:
-        return gate.redirect(f"{gate.prefix}/verify?next={gate.prefix}{sub}")
+        return gate.redirect(f"{ctx.base}/verify?next={ctx.base}{sub}")
     if ctx.enabled and not ctx.verified and ctx.session is not None:
         # A backup code this session used while the session write after it failed (see USE_BACKUP): the
         # user is let in now instead of having lost the code. The verify views then just redirect.
@@ -45,8 +46,12 @@ def dispatch(gate: Gate, ctx: Context) -> Op[Decision]:
     return (yield from view(gate, ctx))
 
 
+def page(gate: Gate, ctx: Context, template: str, status: int = 200, **context: Any) -> Reply:
+    return gate.html(template, status, prefix=ctx.base, **context)
+
+
 def _next(ctx: Context) -> str:
-    return safe_next(ctx.req.query.get("next"))
+    return safe_next(ctx.req.query.get("next"), ctx.req.root + "/")
 
 
 # -- verify ----------------------------------------------------------------------------------------
@@ -54,7 +59,7 @@ def verify_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) ->
     if not ctx.enabled or ctx.verified:
         return gate.redirect(_next(ctx))
     session = yield from gate.ensure_session(ctx)
-    return gate.html("mfa_verify.html", status, csrf=session.csrf, next=_next(ctx), error=error,
+    return page(gate, ctx, "mfa_verify.html", status, csrf=session.csrf, next=_next(ctx), error=error,
                      remember_days=gate.remember_days)
 
 
@@ -86,7 +91,7 @@ def backup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) ->
     if not ctx.enabled or ctx.verified:
         return gate.redirect(_next(ctx))
     session = yield from gate.ensure_session(ctx)
-    return gate.html("mfa_verify_backup.html", status, csrf=session.csrf, next=_next(ctx), error=error)
+    return page(gate, ctx, "mfa_verify_backup.html", status, csrf=session.csrf, next=_next(ctx), error=error)
 
 
 def backup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
@@ -101,7 +106,7 @@ def backup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
             message = "That backup code is not valid or was already used." + message.partition(".")[2]
         return (yield from backup_page(gate, ctx, message, status))
     yield from gate.mark_verified(ctx, "backup")
-    return gate.html("mfa_backup_used.html", remaining=outcome.remaining or 0, next=_next(ctx))
+    return page(gate, ctx, "mfa_backup_used.html", remaining=outcome.remaining or 0, next=_next(ctx))
 
 
 # -- security page and changes ---------------------------------------------------------------------
@@ -110,17 +115,17 @@ def security_page(gate: Gate, ctx: Context, notice: str = "", error: str = "", s
     st = yield from gate.twofactor.status(ctx.account)
     # New codes sealed in this session but never displayed (the redirect to them was cut off, or the user
     # typed another address): say so, or they would only learn it when they need a code.
-    return gate.html("mfa_security.html", status, csrf=session.csrf, st=st, notice=notice, error=error,
+    return page(gate, ctx, "mfa_security.html", status, csrf=session.csrf, st=st, notice=notice, error=error,
                      codes_waiting=bool(session.codes))
 
 
 def setup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
     if ctx.enabled:
-        return gate.redirect(f"{gate.prefix}/security")
+        return gate.redirect(f"{ctx.base}/security")
     session = yield from gate.ensure_session(ctx)
     seed = yield from gate.twofactor.begin_enrollment(ctx.account)
     uri = totp.provisioning_uri(seed, (yield from gate.label(ctx.account)), gate.twofactor.params)
-    return gate.html("mfa_setup.html", status, csrf=session.csrf, qr=qr.qr_svg(uri), key=totp.group_key(seed),
+    return page(gate, ctx, "mfa_setup.html", status, csrf=session.csrf, qr=qr.qr_svg(uri), key=totp.group_key(seed),
                      error=error)
 
 
@@ -132,7 +137,7 @@ def _password_error(reason: str) -> tuple[str, int]:
 
 def setup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
     if ctx.enabled:
-        return gate.redirect(f"{gate.prefix}/security")
+        return gate.redirect(f"{ctx.base}/security")
     reason = yield from gate.check_password(ctx, ctx.req.form.get("password", ""))
     if reason:
         return (yield from setup_page(gate, ctx, *_password_error(reason)))
@@ -149,7 +154,7 @@ def _show_codes_next(gate: Gate, ctx: Context, codes: list[str]) -> Op[Decision]
     assert ctx.session is not None
     sealed = gate.cipher.encrypt("codes:" + ctx.session.sid, CODES_SEP.join(codes))
     ctx.session = yield from gate.sessions.update(ctx.session, codes=sealed)
-    return gate.redirect(f"{gate.prefix}/backup-codes")
+    return gate.redirect(f"{ctx.base}/backup-codes")
 
 
 def backup_codes_page(gate: Gate, ctx: Context) -> Op[Decision]:
@@ -163,7 +168,7 @@ def backup_codes_page(gate: Gate, ctx: Context) -> Op[Decision]:
         ctx.session = yield from gate.sessions.update(session, codes="")  # shown once
     account = (yield from gate.label(ctx.account)) if codes else ctx.account
     text = f"{gate.issuer} backup codes for {account}\n\n" + "\n".join(codes) + "\n"
-    reply = gate.html("mfa_backup_codes.html", codes=codes, text=text, account=account)
+    reply = page(gate, ctx, "mfa_backup_codes.html", codes=codes, text=text, account=account)
     return reply
 
 
@@ -187,13 +192,13 @@ def disable_submit(gate: Gate, ctx: Context) -> Op[Decision]:
 
 def regenerate_submit(gate: Gate, ctx: Context) -> Op[Decision]:
     if not ctx.enabled:
-        return gate.redirect(f"{gate.prefix}/security")
+        return gate.redirect(f"{ctx.base}/security")
     refused = yield from _require_password(gate, ctx)
     if refused is not None:
         return refused
     result = yield from gate.twofactor.regenerate(ctx.account)
     if result is None:
-        return gate.redirect(f"{gate.prefix}/security")
+        return gate.redirect(f"{ctx.base}/security")
     codes, epoch = result
     yield from _keep_this_session(gate, ctx, epoch)
     return (yield from _show_codes_next(gate, ctx, codes))
@@ -216,7 +221,7 @@ def _keep_this_session(gate: Gate, ctx: Context, epoch: int) -> Op[None]:
 def question_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
     session = yield from gate.ensure_session(ctx)
     st = yield from gate.twofactor.status(ctx.account)
-    return gate.html("mfa_security_question.html", status, csrf=session.csrf,
+    return page(gate, ctx, "mfa_security_question.html", status, csrf=session.csrf,
                      question=st.security_question or "", error=error)
 
 

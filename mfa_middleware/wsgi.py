@@ -12,6 +12,7 @@ from typing_extensions import Unpack
 from .gate import MAX_FORM_BYTES, Gate, Pass, Reply, Request, parse_cookies, parse_form
 from .metrics import STORE_ERRORS
 from .options import GateOptions, gate_and_store_url
+from .paths import wsgi_root, wsgi_route_path
 from .store import Store, StoreError, open_store
 
 log = logging.getLogger("mfa_middleware")
@@ -48,7 +49,9 @@ class MFAWsgiMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         identity = self.identity(environ)
         identity = str(identity) if identity else None
-        path, cookie, https = _path(environ), environ.get("HTTP_COOKIE", ""), environ.get("wsgi.url_scheme") == "https"
+        # The path Flask/Django route (PATH_INFO): SCRIPT_NAME can come from a client header through a proxy fix.
+        path = wsgi_route_path(environ)
+        cookie, https = environ.get("HTTP_COOKIE", ""), environ.get("wsgi.url_scheme") == "https"
         if identity is not None:  # a signed-in user's every request: Gate.passing
             facts = self.gate.passing(path, identity, cookie, https)
             if facts is not None:
@@ -77,7 +80,7 @@ class MFAWsgiMiddleware:
         return self.app(environ, start_with_cookies)
 
     def _request(self, environ: Environ, identity: str | None) -> Request:
-        path = _path(environ)
+        path = wsgi_route_path(environ)
         method = environ.get("REQUEST_METHOD", "GET").upper()
         form: dict[str, str] = {}
         if self.gate.wants_body(method, path):
@@ -91,12 +94,8 @@ class MFAWsgiMiddleware:
             headers["content-type"] = environ["CONTENT_TYPE"]
         return Request(
             method=method, path=path, query=dict(parse_qsl(environ.get("QUERY_STRING", ""))), headers=headers,
-            cookies=parse_cookies(headers.get("cookie", "")), client_ip=environ.get("REMOTE_ADDR", ""),
+            cookies=parse_cookies(headers.get("cookie", "")),
+            client_ip=self.gate.client_ip(environ.get("REMOTE_ADDR"), headers),
             https=environ.get("wsgi.url_scheme") == "https", identity=identity,
-            form=form,
+            form=form, root=wsgi_root(environ), memo_key=environ.get("HTTP_COOKIE", ""),
         )
-
-
-def _path(environ: Environ) -> str:
-    path = environ.get("SCRIPT_NAME", "") + (environ.get("PATH_INFO", "") or "/")
-    return str(path.encode("latin-1").decode("utf-8", "replace"))

@@ -278,7 +278,7 @@ async def test_store_down_fails_closed_with_503(kind: str) -> None:
         assert (await enrolled.get("/")).status_code == 503
         # What this instance proved less than `revocation_ttl` (1 s) ago may pass without the store; after
         # that, nobody does.
-        await asyncio.sleep(site.app_gate().epochs.ttl + 0.1)
+        await asyncio.sleep(site.app_gate().confirmed.ttl + 0.1)
         r = await b.get("/")
         assert r.status_code == 503
         r = await b.get("/", headers={"Accept": "application/json"})
