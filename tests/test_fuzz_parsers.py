@@ -42,7 +42,8 @@ from ddns_update.protocol import (
 from mfa_middleware import backup_codes
 from mfa_middleware import cli as mfa_cli
 from mfa_middleware.accounts import InvalidUsername, normalize_username
-from mfa_middleware.gate import MAX_FORM_BYTES, parse_cookies, parse_form, safe_next
+from mfa_middleware.gate import MAX_FORM_BYTES, parse_cookies, parse_form
+from mfa_middleware.paths import safe_next
 from mfa_middleware.sessions import Sessions
 from mfa_middleware.store import Keys, StoreSpec, StoreURLError, parse_store_url
 from mfa_middleware.store.url import build_client
@@ -237,6 +238,7 @@ def test_form_body(body: bytes) -> None:
     for value in list(form.values())[:5]:
         target = safe_next(value)
         assert target == "/" or (target.startswith("/") and not target.startswith("//"))
+        assert target.isascii() and all(0x20 < ord(c) < 0x7F for c in target), target  # fit for Location
 
 
 # --------------------------------------------------------------------------- what people type
