@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import ipaddress
 import secrets
 from typing import Any
 
 from .accounts import AccountExists, Accounts
 from .backup_codes import BackupCodeHasher
-from .cli_common import EXIT_OK, EXIT_REFUSED, Refused, add_common_options, connect, emit, read_secret_stdin, run_cli
+from .cli_common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    Refused,
+    UsageProblem,
+    add_common_options,
+    connect,
+    emit,
+    read_secret_stdin,
+    run_cli,
+)
 from .crypto import SeedCipher
 from .passwords import PasswordHasher
 from .store import Store
@@ -44,6 +55,9 @@ def show_fields(store: Store, account_id: str) -> dict[str, object]:
         "backup_codes_left": st.backup_codes_left,
         "locked_until": _iso(st.locked_until),
         "security_question_set": st.security_question is not None,
+        # The account is not locked, but its last attempt came from an address over its hourly cap.
+        "blocked_by_address": st.blocked_by_address,
+        "address_blocked_until": _iso(st.address_blocked_until),
     }
 
 
@@ -109,6 +123,29 @@ def cmd_user_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise UsageProblem(f"{text!r} is not an IP address") from None
+
+
+def cmd_ip_show(args: argparse.Namespace) -> int:
+    store = connect(args)
+    info = store.run(_twofactor(store).address_status(_address(args.address)))
+    info = {**info, "blocked_until": _iso(info["blocked_until"]), "window_ends": _iso(info["window_ends"])}
+    emit(args, info, "\n".join(f"{k.replace('_', ' ')}: {_human(v)}" for k, v in info.items()))
+    return EXIT_OK
+
+
+def cmd_ip_unlock(args: argparse.Namespace) -> int:
+    store = connect(args)
+    address = _address(args.address)
+    store.run(_twofactor(store).unlock_address(address))
+    emit(args, {"address": address, "unlocked": True}, f"{address} unlocked")
+    return EXIT_OK
+
+
 def _human(value: object) -> str:
     if value is True:
         return "yes"
@@ -138,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub("passwd", cmd_user_passwd, "set an account's password", stdin=True)
     sub("show", cmd_user_show, "show an account and its 2FA state")
     register_2fa_commands(sub)
+    ip = top.add_parser("ip", help="client addresses")
+    ips = ip.add_subparsers(title="ip commands", metavar="ACTION")
+    for name, handler, help_ in (("show", cmd_ip_show, "failures and limits of one client address"),
+                                 ("unlock", cmd_ip_unlock, "clear the limits of one client address")):
+        p = ips.add_parser(name, help=help_)
+        add_common_options(p, leaf=True)
+        p.add_argument("address")
+        p.set_defaults(handler=handler)
     return parser
 
 

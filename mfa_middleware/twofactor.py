@@ -5,7 +5,8 @@ CLI) or ``await AsyncStore.run`` (ASGI). Each state change is one Lua script ove
 hash tag), so it is atomic on Redis and in the memory driver alike, across all app instances.
 
 Per account (``Keys.account(id, part)``): ``mfa`` hash (seed token, last_step, enabled_at, epoch, question,
-answer), ``backup`` hash (code digest -> 1), ``pending`` (enrollment seed token, with a TTL), ``throttle``
+answer), ``backup`` hash (code digest -> 1), ``enroll`` hash (gate session digest -> the seed token that
+session was shown, and when), ``throttle``
 hash (streak, until) + ``fails`` (attempts this hour), ``trust`` hash (trusted-browser token -> epoch:expiry).
 """
 
@@ -33,17 +34,19 @@ AuditHook = Callable[[str, dict[str, Any]], None]
 PENDING_TTL_MS = 15 * 60 * 1000
 GRANT_TTL_MS = 10 * 60 * 1000  # how long a used backup code waits for its session (see USE_BACKUP)
 HOUR_MS = 3600 * 1000
+DIRECT = "direct"  # the enrollment slot of callers without a gate session (scripts, tests): not the web pages
 
-# KEYS[1] mfa, KEYS[2] backup, KEYS[3] pending; ARGV pending token, seed token, step, now, digests...
+# KEYS[1] mfa, KEYS[2] backup, KEYS[3] enroll; ARGV the session's enroll field, its value, seed token, step,
+# now, digests... Enabling discards every other session's pending seed with the hash.
 ENABLE = Script(
-    "mfa_enable",
+    "mfa_enable_session",
     """
-if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
 if redis.call('HEXISTS', KEYS[1], 'seed') == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'seed', ARGV[2], 'last_step', ARGV[3], 'enabled_at', ARGV[4])
+redis.call('HSET', KEYS[1], 'seed', ARGV[3], 'last_step', ARGV[4], 'enabled_at', ARGV[5])
 redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('DEL', KEYS[2], KEYS[3])
-for i = 5, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], '1') end
+for i = 6, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], '1') end
 return 1
 """,
 )
@@ -59,7 +62,7 @@ return redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 """,
 )
 
-# KEYS[1] mfa, KEYS[2] backup, KEYS[3] pending, KEYS[4] trust. Returns the new epoch.
+# KEYS[1] mfa, KEYS[2] backup, KEYS[3] enroll, KEYS[4] trust. Returns the new epoch.
 DISABLE = Script(
     "mfa_disable",
     """
@@ -161,7 +164,10 @@ class ThrottlePolicy:
     base_ms: int = 1000  # first back-off, doubled per further failure
     max_ms: int = 15 * 60 * 1000
     max_per_hour: int = 100  # failures per account per hour, at most
-    ip_max_per_hour: int = 100  # failures per client address per hour, over all accounts
+    # Failures per client address per hour, over all accounts: only a high cap, never a back-off, since many
+    # users may share an address (an office, a carrier's NAT, a proxy the gate is not told about), and one
+    # account's mistakes must not slow the others. The per-account limits carry the security.
+    ip_max_per_hour: int = 1000
     window_ms: int = HOUR_MS  # the "hour" of the two caps above (shorter in tests; never longer in production)
 
 
@@ -175,6 +181,8 @@ class Status:
     locked_until: float | None
     security_question: str | None
     epoch: int
+    blocked_by_address: str | None = None  # an address whose hourly cap refused this account's last attempt
+    address_blocked_until: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +191,8 @@ class Status:
             "backup_codes_left": self.backup_codes_left,
             "locked_until": self.locked_until,
             "security_question_set": self.security_question is not None,
+            "blocked_by_address": self.blocked_by_address,
+            "address_blocked_until": self.address_blocked_until,
         }
 
 
@@ -249,13 +259,18 @@ class TwoFactor:
 
     # -- status ----------------------------------------------------------------------------------
     def status(self, account_id: str) -> Op[Status]:
-        mfa, left, until = yield batch([
+        mfa, left, throttle = yield batch([
             cmd("HMGET", self._k(account_id, "mfa"), "seed", "enabled_at", "question", "epoch"),
             cmd("HLEN", self._k(account_id, "backup")),
-            cmd("HGET", self._k(account_id, "throttle"), "until"),
+            cmd("HMGET", self._k(account_id, "throttle"), "until", "ip_blocked"),
         ])
         seed, enabled_at, question, epoch = mfa
-        locked = float(until) / 1000 if until and float(until) / 1000 > self.clock() else None
+        until, ip_blocked = throttle
+        now = self.clock()
+        locked = float(until) / 1000 if until and float(until) / 1000 > now else None
+        address, _, address_until = str(ip_blocked or "").rpartition("|")
+        address_blocked = (address, float(address_until) / 1000) if address and address_until.isdigit() \
+            and float(address_until) / 1000 > now else None
         return Status(
             enabled=bool(seed),
             enabled_at=float(enabled_at) if enabled_at else None,
@@ -263,37 +278,51 @@ class TwoFactor:
             locked_until=locked,
             security_question=question or None,
             epoch=int(epoch or 0),
+            blocked_by_address=address_blocked[0] if address_blocked else None,
+            address_blocked_until=address_blocked[1] if address_blocked else None,
         )
 
     # -- enrollment ------------------------------------------------------------------------------
-    def begin_enrollment(self, account_id: str) -> Op[str]:
-        """The pending seed (kept while the user types a code; a reload shows the same key)."""
-        token = yield cmd("GET", self._k(account_id, "pending"))
-        if token:
-            try:
-                return self.cipher.decrypt(account_id, token)
-            except SeedDecryptError:
-                pass
-        seed = totp.new_seed()
-        yield cmd("SET", self._k(account_id, "pending"), self.cipher.encrypt(account_id, seed),
-                  "PX", PENDING_TTL_MS)
-        return seed
+    def _enroll_field(self, sid: str) -> str:
+        # The session id is a bearer secret: only a digest of it names the field.
+        return hashlib.sha256(sid.encode()).hexdigest()[:32]
 
-    def confirm_enrollment(self, account_id: str, code: str) -> Op[list[str] | None]:
-        """Turn 2FA on when ``code`` matches the pending seed; the ten new backup codes, or None."""
-        token = yield cmd("GET", self._k(account_id, "pending"))
-        if not token:
+    def _pending(self, account_id: str, sid: str) -> Op[tuple[str, str] | None]:
+        """The seed this gate session was shown (with its stored value), while it is fresh."""
+        value = yield cmd("HGET", self._k(account_id, "enroll"), self._enroll_field(sid))
+        token, _, since = str(value or "").partition("|")
+        if not token or not since.isdigit() or int(since) + PENDING_TTL_MS <= int(self.clock() * 1000):
             return None
         try:
-            seed = self.cipher.decrypt(account_id, token)
+            return self.cipher.decrypt(account_id, token), str(value)
         except SeedDecryptError:
             return None
+
+    def begin_enrollment(self, account_id: str, sid: str = DIRECT) -> Op[str]:
+        """The seed shown to gate session ``sid`` (a reload shows the same key; another session, even of the
+        same account, gets a seed of its own: whoever reads one key cannot enroll the owner's phone)."""
+        pending = yield from self._pending(account_id, sid)
+        if pending is not None:
+            return pending[0]
+        seed = totp.new_seed()
+        key = self._k(account_id, "enroll")
+        value = f"{self.cipher.encrypt(account_id, seed)}|{int(self.clock() * 1000)}"
+        yield batch([cmd("HSET", key, self._enroll_field(sid), value), cmd("PEXPIRE", key, PENDING_TTL_MS)])
+        return seed
+
+    def confirm_enrollment(self, account_id: str, code: str, sid: str = DIRECT) -> Op[list[str] | None]:
+        """Turn 2FA on when ``code`` matches the seed session ``sid`` was shown; the ten new backup codes, or
+        None. Every other pending seed of the account is discarded in the same step."""
+        pending = yield from self._pending(account_id, sid)
+        if pending is None:
+            return None
+        seed, value = pending
         step = totp.match_step(seed, code, self.clock(), None, self.params)
         if step is None:
             return None
         codes = backup_codes.generate(10)
-        keys = (self._k(account_id, "mfa"), self._k(account_id, "backup"), self._k(account_id, "pending"))
-        args = (token, self.cipher.encrypt(account_id, seed), step, self.clock(),
+        keys = (self._k(account_id, "mfa"), self._k(account_id, "backup"), self._k(account_id, "enroll"))
+        args = (self._enroll_field(sid), value, self.cipher.encrypt(account_id, seed), step, self.clock(),
                 *self._digests(account_id, codes))
         done = yield Eval(ENABLE, keys, args)
         if not done:
@@ -310,23 +339,29 @@ class TwoFactor:
         wait_i = 0
         if ip and not wait_a:
             wait_i = yield Eval(ATTEMPT, self._ip_keys(ip), (now_ms, pol.ip_max_per_hour, pol.window_ms))
-        if wait_i and not wait_a:  # give the account its charge back: the IP is what is blocked
+        if wait_i and not wait_a:  # give the account its charge back: the address is what is blocked
             yield Eval(SUCCESS, acct, ())
+            # Said where an operator looks: ``user show`` (this account) and ``ip show`` (this address).
+            until, ip_throttle = now_ms + int(wait_i), self._ip_keys(ip)[0]
+            yield batch([cmd("HSET", acct[0], "ip_blocked", f"{ip}|{until}"), cmd("PEXPIRE", acct[0], pol.window_ms),
+                         cmd("HSET", ip_throttle, "capped_until", until), cmd("PEXPIRE", ip_throttle, pol.window_ms)])
         return max(int(wait_a or 0), int(wait_i or 0)) / 1000
 
     def _settle(self, account_id: str, ip: str, ok: bool) -> Op[float]:
+        """After the check: a success gives both charges back; a failure keeps the address's charge (its
+        hourly count) and moves the account's back-off. Only the account backs off."""
         pol = self.throttle
-        pairs = [((self._k(account_id, "throttle"), self._k(account_id, "fails")), pol.max_per_hour)]
-        if ip:
-            pairs.append((self._ip_keys(ip), pol.ip_max_per_hour))
+        acct = (self._k(account_id, "throttle"), self._k(account_id, "fails"))
         lock_ms = 0
-        for pair, cap in pairs:
-            if ok:
-                yield Eval(SUCCESS, pair, ())
-            else:
-                args = (int(self.clock() * 1000), pol.free_failures, pol.base_ms, pol.max_ms, cap, pol.window_ms)
-                _, lock = yield Eval(FAILURE, pair, args)
-                lock_ms = max(lock_ms, int(lock))
+        if ok:
+            yield Eval(SUCCESS, acct, ())
+            if ip:
+                yield Eval(SUCCESS, self._ip_keys(ip), ())
+        else:
+            args = (int(self.clock() * 1000), pol.free_failures, pol.base_ms, pol.max_ms, pol.max_per_hour,
+                    pol.window_ms)
+            _, lock = yield Eval(FAILURE, acct, args)
+            lock_ms = int(lock)
         if lock_ms:
             LOCKOUTS.inc()
             self.audit("lockout", account_id, ip=ip, seconds=lock_ms / 1000)
@@ -424,7 +459,7 @@ class TwoFactor:
 
     def disable(self, account_id: str, by: str = "user") -> Op[int]:
         """Turn 2FA off at once; returns the new epoch (which ends other sessions)."""
-        keys = tuple(self._k(account_id, p) for p in ("mfa", "backup", "pending", "trust"))
+        keys = tuple(self._k(account_id, p) for p in ("mfa", "backup", "enroll", "trust"))
         was, epoch = yield Eval(DISABLE, keys, ())
         if was:
             self.audit("disabled", account_id, by=by)
@@ -440,6 +475,20 @@ class TwoFactor:
     def unlock(self, account_id: str) -> Op[None]:
         yield cmd("DEL", self._k(account_id, "throttle"), self._k(account_id, "fails"))
         self.audit("unlocked", account_id)
+
+    def address_status(self, ip: str) -> Op[dict[str, Any]]:
+        """``mfa-admin ip show``: failures counted for one client address this hour, and its cap."""
+        throttle, fails = self._ip_keys(ip)
+        count, ttl, capped = yield batch([cmd("GET", fails), cmd("PTTL", fails), cmd("HGET", throttle, "capped_until")])
+        now = self.clock()
+        window_end = now + int(ttl) / 1000 if ttl and int(ttl) > 0 else None
+        blocked = float(capped) / 1000 if capped and float(capped) / 1000 > now else None
+        return {"address": ip, "failures_this_hour": int(count or 0), "blocked_until": blocked,
+                "window_ends": window_end}
+
+    def unlock_address(self, ip: str) -> Op[None]:
+        yield cmd("DEL", *self._ip_keys(ip))
+        self.audit("address_unlocked", "-", ip=ip)
 
     def sign_out_everywhere(self, account_id: str) -> Op[int]:
         # One step: trusted browsers forgotten without the epoch bump would leave the other sessions alive.

@@ -123,7 +123,7 @@ def setup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> 
     if ctx.enabled:
         return gate.redirect(f"{ctx.base}/security")
     session = yield from gate.ensure_session(ctx)
-    seed = yield from gate.twofactor.begin_enrollment(ctx.account)
+    seed = yield from gate.twofactor.begin_enrollment(ctx.account, session.sid)
     uri = totp.provisioning_uri(seed, (yield from gate.label(ctx.account)), gate.twofactor.params)
     return page(gate, ctx, "mfa_setup.html", status, csrf=session.csrf, qr=qr.qr_svg(uri), key=totp.group_key(seed),
                      error=error)
@@ -141,7 +141,8 @@ def setup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
     reason = yield from gate.check_password(ctx, ctx.req.form.get("password", ""))
     if reason:
         return (yield from setup_page(gate, ctx, *_password_error(reason)))
-    codes = yield from gate.twofactor.confirm_enrollment(ctx.account, ctx.req.form.get("code", ""))
+    assert ctx.session is not None  # the CSRF check required one
+    codes = yield from gate.twofactor.confirm_enrollment(ctx.account, ctx.req.form.get("code", ""), ctx.session.sid)
     if codes is None:
         return (yield from setup_page(gate, ctx, "That code is not right. Enter the code your app shows now.", 400))
     st = yield from gate.twofactor.status(ctx.account)

@@ -222,13 +222,13 @@ def test_enable_then_the_store_fails_before_the_codes_are_shown(redis_url: str) 
     page = user.request("GET", "/mfa/setup")
     user.seed = re.search(r"data-totp-key>([^<]+)<", page.body.decode()).group(1).replace(" ", "")  # type: ignore[union-attr]
     # Fail *at* the enable step: nothing is enabled, and the user simply submits again.
-    failing = user.failing(lambda step: True, _script("mfa_enable"))
+    failing = user.failing(lambda step: True, _script("mfa_enable_session"))
     with pytest.raises(StoreUnavailable):
         user.form("/mfa/setup", {"password": PASSWORD, "code": user.code()}, store=failing)
     st = user.store.run(user.gate.twofactor.status("ann"))
     assert not st.enabled and st.backup_codes_left == 0
     # Fail right *after* it (the session and the codes to show are written in other steps).
-    failing = user.failing(_script("mfa_enable"), lambda step: True)
+    failing = user.failing(_script("mfa_enable_session"), lambda step: True)
     with pytest.raises(StoreUnavailable):
         user.form("/mfa/setup", {"password": PASSWORD, "code": user.code()}, store=failing)
     # Seed, the ten codes and the epoch were written by one script: all of them, never a part.
@@ -236,7 +236,7 @@ def test_enable_then_the_store_fails_before_the_codes_are_shown(redis_url: str) 
     assert st.enabled and st.backup_codes_left == 10 and st.epoch == 1
     raw = redis.Redis.from_url(redis_url, decode_responses=True)
     assert raw.hget(user.store.keys.account("ann", "mfa"), "seed") and not raw.exists(
-        user.store.keys.account("ann", "pending"))
+        user.store.keys.account("ann", "enroll"))
     # The codes were never shown: the user verifies with the app and regenerates them with the password.
     user.now += 30
     assert user.request("GET", "/").status == 303  # the old session belongs to the previous epoch
