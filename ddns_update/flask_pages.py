@@ -13,7 +13,7 @@ from collections.abc import Callable
 from flask import Blueprint, Request, Response, redirect, request, session
 from werkzeug.wrappers import Response as BaseResponse
 
-from ddns_update.pages import CSRF_KEY, Answer, OwnerPage, session_token
+from ddns_update.pages import CSRF_KEY, PAGE_HEADERS, Answer, OwnerPage, session_token
 from mfa_middleware.accounts import Accounts
 from mfa_middleware.store import Store
 
@@ -46,4 +46,4 @@ def owner_blueprint(store: Store, accounts: Accounts, identity: FlaskIdentity, p
 
 def _respond(answer: Answer) -> Response:
     status, body = answer
-    return Response(body, status, mimetype="text/html")
+    return Response(body, status, mimetype="text/html", headers=list(PAGE_HEADERS))

@@ -27,6 +27,7 @@ from ddns_update.groups import Group, GroupRefused, Groups
 from ddns_update.hosts import HostRecord, Hosts
 from mfa_middleware.accounts import Accounts
 from mfa_middleware.crypto import constant_time_equals
+from mfa_middleware.gate import DEFAULT_CSP
 from mfa_middleware.store import AsyncStore, Keys, Op
 
 CSRF_KEY = "ddns_csrf"  # the session key of the page's CSRF token (apart from the host app's own)
@@ -35,6 +36,12 @@ Answer = tuple[int, str]  # (HTTP status, HTML body)
 Form = Mapping[str, object]  # Starlette's FormData and Werkzeug's MultiDict both are one
 _E = html.escape
 _REAUTH_INPUT = '<input type="password" name="password" placeholder="account password" required>'
+
+
+# The owner page may show a new group password: never cached, never framed (the gate's pages say the same).
+PAGE_HEADERS = (("cache-control", "no-store"), ("x-frame-options", "DENY"),
+                ("content-security-policy", DEFAULT_CSP), ("referrer-policy", "same-origin"),
+                ("x-content-type-options", "nosniff"))
 
 
 def split(value: object) -> list[str]:
@@ -182,4 +189,4 @@ def owner_routes(store: AsyncStore, accounts: Accounts, identity: Identity, path
 
 def _respond(answer: Answer) -> Response:
     status, body = answer
-    return HTMLResponse(body, status)
+    return HTMLResponse(body, status, headers=dict(PAGE_HEADERS))

@@ -73,6 +73,8 @@ async def test_owner_page_hosts_groups_and_switch() -> None:
         login = re.search(r"<code data-username>([^<]+)</code>", made.text)
         password = re.search(r"<code data-password>([^<]+)</code>", made.text)
         assert made.status_code == 200 and login and password
+        assert_page_headers(made)  # shows a group password: never cached, never framed
+        assert_page_headers(page)
         r = await client.get(URL, auth=(login[1], password[1]), headers=AGENT)
         assert r.text == "good 192.0.2.1\n"
         switched = await client.post("/account/switch", data={"value": "deny", "csrf_token": csrf[1]})
@@ -80,3 +82,10 @@ async def test_owner_page_hosts_groups_and_switch() -> None:
         assert (await client.get(URL, auth=(DEMO_USER, DEMO_PASSWORD), headers=AGENT)).status_code == 401
         await client.post("/account/delete", data={"group": "home", "csrf_token": csrf[1]})
         assert (await client.get(URL, auth=(login[1], password[1]), headers=AGENT)).status_code == 401
+
+
+def assert_page_headers(page: httpx.Response) -> None:
+    h = page.headers
+    assert h["cache-control"] == "no-store" and h["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in h["content-security-policy"] and h["x-content-type-options"] == "nosniff"
+    assert h["referrer-policy"] == "same-origin"

@@ -19,6 +19,7 @@ from mfa_middleware.config import Settings
 from mfa_middleware.passwords import FAST, PasswordHasher
 from mfa_middleware.store import Store
 from tests.gate_harness import csrf_of
+from tests.test_ddns_demo import assert_page_headers
 
 AGENT = {"user-agent": "test/1.0 me@example.com"}
 OTHER_HOST = "other.example.test"
@@ -104,6 +105,7 @@ def test_owner_page_hosts_groups_and_switch(app: Flask, client: httpx.Client) ->
         "group": "home", "hosts": DEMO_HOST, "password": DEMO_PASSWORD, "csrf_token": csrf}))
     assert _update(client, (login, password)).text == "good 192.0.2.1\n"
     assert f"<code>{login}</code>: {DEMO_HOST}" in client.get("/account").text
+    assert_page_headers(client.get("/account"))
 
     wrong = client.post("/account/rotate", data={"group": "home", "password": "no", "csrf_token": csrf})
     assert wrong.status_code == 401 and _update(client, (login, password)).text == "nochg 192.0.2.1\n"
