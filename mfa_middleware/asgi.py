@@ -71,12 +71,12 @@ class MFAMiddleware:
                 if identity is not None:  # a signed-in user's every request: Gate.passing
                     facts = self.gate.passing(path, identity, cookie, https)
                     if facts is not None:
-                        scope["mfa"] = facts
+                        scope["mfa"], scope["mfa.gate"] = facts, self.gate
                         await self.app(scope, receive, send)
                         return
                 quick = self.gate.quick(path, identity, cookie, https)
                 if quick is not None:
-                    scope["mfa"] = quick.mfa
+                    scope["mfa"], scope["mfa.gate"] = quick.mfa, self.gate
                     await self.app(scope, receive, _with_cookies(send, quick) if quick.cookies else send)
                     return
         req = await self._request(scope, receive, identity)
@@ -92,7 +92,7 @@ class MFAMiddleware:
                 return
             await _respond(send, decision)
             return
-        scope["mfa"] = decision.mfa
+        scope["mfa"], scope["mfa.gate"] = decision.mfa, self.gate
         await self.app(scope, receive, _with_cookies(send, decision))
 
     async def _request(self, scope: Scope, receive: Receive, identity: str | None) -> Request:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from . import backup_codes
 from .accounts import Accounts
@@ -24,10 +24,11 @@ from .confirmations import Confirmations
 from .crypto import SeedCipher, derive_key
 from .pages import Pages
 from .passwords import OWASP, Argon2Profile, PasswordHasher
-from .paths import Exemptions
+from .paths import Exemptions, safe_next
+from .policy import Policy, PolicyFn, StepUp, fresh
 from .sessions import SESSION_COOKIE, TRUST_COOKIE, GateSession, Sessions, cookie_name
 from .store import Keys, Op, cmd
-from .store.effects import Offload
+from .store.effects import Offload, batch
 from .totp import Digest, TotpParams
 from .twofactor import AuditHook, ThrottlePolicy, TwoFactor
 
@@ -141,13 +142,16 @@ class Gate:
         secret_key: str,
         encryption_keys: Sequence[str] | str,
         prefix: str = "/mfa",
-        policy: str = "optional",
+        policy: str | PolicyFn = "optional",
+        grace: float = 0,
+        step_up: Mapping[str, int] | None = None,
         exempt: Sequence[str] = DEFAULT_EXEMPT,
         issuer: str = "mfa-ddns",
         remember_days: int = 30,
         password_checker: PasswordCheck | None = None,
         argon2_profile: Argon2Profile = OWASP,
         login_url: str = "/login",
+        logout_url: str = "/logout",
         template_dirs: Sequence[str | Path] = (),
         audit: AuditHook | None = None,
         idle_timeout: int = 30 * 60,
@@ -163,16 +167,17 @@ class Gate:
         trusted_proxies: Sequence[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if policy not in ("optional", "required"):
-            raise ValueError("policy must be 'optional' or 'required'")
         if not secret_key:
             raise ValueError("secret_key is required (MFA_SECRET_KEY)")
         self.prefix = "/" + prefix.strip("/")
-        self.policy = policy
+        self.policy = Policy(policy, revocation_ttl)
+        self.grace_days = grace
+        self.step_up = StepUp(step_up)
         self.exempt = tuple(exempt)
         self.is_exempt = Exemptions(self.exempt)
         self.remember_days = remember_days
         self.login_url = login_url
+        self.logout_url = logout_url  # reachable whatever the user still owes the gate
         self.clock = clock
         hasher = PasswordHasher(argon2_profile)
         self.accounts = Accounts(keys, hasher)
@@ -197,7 +202,8 @@ class Gate:
         self.client_ip = ClientAddress(trusted_proxies)
         # Paths the lanes leave to ``handle``: the gate's own pages and the exemptions, each a rule of its own.
         self._owned_prefix = self.prefix + "/"
-        self._special = (self.prefix, *self.is_exempt.roots)
+        # Step-up routes too: their answer depends on the path and on how recent the proof is.
+        self._special = (self.prefix, *self.is_exempt.roots, *self.step_up.prefixes)
         self._session_cookie = {False: cookie_name(SESSION_COOKIE, False), True: cookie_name(SESSION_COOKIE, True)}
         self._session_cookie_bytes = {k: v.encode() for k, v in self._session_cookie.items()}
         # What the authenticator app and the codes sheet call the account when the identity is an opaque id
@@ -339,12 +345,63 @@ class Gate:
             yield from self.mark_verified(ctx, "trusted")
 
     def _guard(self, ctx: Context) -> Op[Decision]:
+        req = ctx.req
+        if req.path == self.logout_url:  # signing out is never held up by what the user still owes
+            return Pass(self.mfa_facts(ctx))
         if ctx.enabled and not ctx.verified:
             return self._challenge(ctx, f"{self.prefix}/verify")
-        if not ctx.enabled and self.policy == "required":
-            return self._challenge(ctx, f"{self.prefix}/setup")
-        return Pass(self.mfa_facts(ctx))
-        yield  # pragma: no cover
+        facts = self.mfa_facts(ctx)
+        required = False
+        if not ctx.enabled:
+            required = (yield from self.policy.for_identity(ctx.account)) == "required"
+        if required:
+            due = yield from self.setup_due(ctx)
+            if self.clock() >= due:
+                return self._setup_required(ctx)
+            facts["setup_due"] = due
+            if not req.wants_json() and not (ctx.session and ctx.session.noticed) and req.method in ("GET", "HEAD"):
+                return self.redirect(f"{ctx.base}/required?next={quote(req.full_path, safe='/')}")
+        max_age = self.step_up.max_age(req.path)
+        if max_age is not None and not fresh(facts, max_age, self.clock()):
+            return self.stale_reply(req, ctx.base, facts, max_age, required)
+        return Pass(facts)
+
+    def setup_due(self, ctx: Context) -> Op[float]:
+        """When a user the policy requires 2FA of must have set it up: ``grace`` days after the rule first
+        applied to them (kept in the store, so every instance and restart agrees)."""
+        if self.grace_days <= 0:
+            return 0.0
+        key = self.twofactor.keys.account(ctx.account, "mfa")
+        _, since = yield batch([cmd("HSETNX", key, "required_since", repr(self.clock())),
+                                cmd("HGET", key, "required_since")])
+        return float(since or self.clock()) + self.grace_days * 86400
+
+    def _setup_required(self, ctx: Context) -> Reply:
+        url = f"{ctx.base}/setup?next={quote(ctx.req.full_path, safe='/')}"
+        if ctx.req.wants_json():
+            return self.json(403, {"error": "mfa_setup_required", "setup_url": url})
+        return self.redirect(url)
+
+    def stale_reply(self, req: Request, base: str, facts: dict[str, Any], max_age: int, required: bool) -> Reply:
+        """A step-up route asked for by a session whose last proof is older than ``max_age``: to the prompt
+        ("Confirm it's you") and back; a form POSTed meanwhile is refused, not silently dropped."""
+        if not facts.get("enabled") and required:
+            return self.redirect(f"{base}/setup?next={quote(req.full_path, safe='/')}")
+        page = "verify" if facts.get("enabled") else "confirm"
+        target = req.full_path
+        if req.method not in ("GET", "HEAD"):
+            referer = urlsplit(req.headers.get("referer", ""))
+            target = safe_next(referer.path + ("?" + referer.query if referer.query else ""), req.root + "/") \
+                if referer.path else req.root + "/"
+        url = f"{base}/{page}?next={quote(target, safe='/')}&max_age={max_age}"
+        if req.wants_json():
+            return self.json(401, {"error": "step_up_required", "verify_url": url, "max_age": max_age})
+        if req.method in ("GET", "HEAD"):
+            return self.redirect(url)
+        body = self.pages.render("mfa_message.html", prefix=base, issuer=self.issuer, title="Confirm it's you",
+                                 message="For your security, confirm it's you, then submit the form again. "
+                                         "What you entered was not sent.", link=url)
+        return Reply(401, [("content-type", "text/html; charset=utf-8")], body.encode("utf-8"))
 
     def _challenge(self, ctx: Context, where: str) -> Reply:
         url = f"{ctx.req.root}{where}?next={quote(ctx.req.full_path, safe='/')}"
@@ -354,8 +411,11 @@ class Gate:
 
     def mfa_facts(self, ctx: Context) -> dict[str, Any]:
         s = ctx.session
-        return {"account": ctx.account, "enabled": ctx.enabled, "verified": ctx.verified,
-                "verified_at": s.verified_at if s else None, "method": s.method if s and s.verified_at else None}
+        facts = {"account": ctx.account, "enabled": ctx.enabled, "verified": ctx.verified,
+                 "verified_at": s.verified_at if s else None, "method": s.method if s and s.verified_at else None}
+        if s is not None and s.reauth_at:
+            facts["reauth_at"] = s.reauth_at
+        return facts
 
     # -- helpers for views -------------------------------------------------------------------------
     def ensure_session(self, ctx: Context) -> Op[GateSession]:

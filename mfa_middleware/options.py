@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypedDict
 
@@ -12,6 +12,7 @@ from typing_extensions import Unpack
 from .config import ConfigError
 from .gate import Gate
 from .passwords import Argon2Profile
+from .policy import PolicyFn
 from .store import Keys
 from .totp import Digest
 from .twofactor import AuditHook, ThrottlePolicy
@@ -23,13 +24,16 @@ class GateOptions(TypedDict, total=False):
     ``Middleware(MFAMiddleware, ...)`` type-checks in Starlette and FastAPI apps."""
 
     prefix: str
-    policy: str
+    policy: str | PolicyFn
+    grace: float
+    step_up: Mapping[str, int] | None
     exempt: Sequence[str]
     issuer: str
     remember_days: int
     password_checker: Callable[[str, str], bool] | None
     argon2_profile: Argon2Profile
     login_url: str
+    logout_url: str
     template_dirs: Sequence[str | Path]
     audit: AuditHook | None
     idle_timeout: int
@@ -41,6 +45,8 @@ class GateOptions(TypedDict, total=False):
     totp_period: int
     account_label: Callable[[str], str] | None
     revocation_ttl: float
+    content_security_policy: str
+    trusted_proxies: Sequence[str] | None
     clock: Callable[[], float]
 
 

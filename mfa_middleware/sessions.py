@@ -47,12 +47,15 @@ class GateSession:
     verified_at: float | None = None
     method: str = ""
     codes: str = ""  # encrypted backup codes waiting to be shown once
+    reauth_at: float | None = None  # when the password was last re-entered (step-up without 2FA)
+    noticed: str = ""  # "1" once this session was told it must set up 2FA soon (``grace``)
 
     def fields(self) -> dict[str, str]:
         return {
             "account": self.account, "epoch": str(self.epoch), "created": repr(self.created),
             "csrf": self.csrf, "verified_at": repr(self.verified_at) if self.verified_at else "",
             "method": self.method, "codes": self.codes,
+            "reauth_at": repr(self.reauth_at) if self.reauth_at else "", "noticed": self.noticed,
         }
 
 
@@ -177,6 +180,7 @@ class Sessions:
             sid=sid, account=f["account"], epoch=int(f.get("epoch") or 0), created=created,
             csrf=f.get("csrf", ""), verified_at=float(f["verified_at"]) if f.get("verified_at") else None,
             method=f.get("method", ""), codes=f.get("codes", ""),
+            reauth_at=float(f["reauth_at"]) if f.get("reauth_at") else None, noticed=f.get("noticed", ""),
         )
 
     def _save(self, s: GateSession) -> Op[None]:

@@ -5,14 +5,17 @@ Each view gets the gate and the request ``Context`` and returns a ``Decision``; 
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable, Generator
 from typing import Any
+from urllib.parse import urlencode
 
 from . import csrf, qr, totp
 from .crypto import SeedDecryptError
 from .gate import Context, Decision, Gate, Reply
 from .paths import safe_next
+from .policy import fresh
 from .store import Op
 
 View = Callable[[Gate, Context], Generator[Any, Any, Decision]]
@@ -55,29 +58,51 @@ def _next(ctx: Context) -> str:
 
 
 # -- verify ----------------------------------------------------------------------------------------
+def _max_age(ctx: Context) -> int | None:
+    """A step-up prompt's ``max_age`` (sent by the gate with the redirect): how recent the proof must be."""
+    text = ctx.req.query.get("max_age", "")
+    return int(text) if text.isdigit() and 0 < int(text) <= 10**8 else None
+
+
+def _settled(gate: Gate, ctx: Context) -> bool:
+    """Nothing to prove here: 2FA off, or verified recently enough for the step-up that sent the user."""
+    if not ctx.enabled:
+        return True
+    if not ctx.verified:
+        return False
+    max_age = _max_age(ctx)
+    return max_age is None or fresh(gate.mfa_facts(ctx), max_age, gate.clock())
+
+
+def _prompt_query(ctx: Context) -> str:
+    max_age = _max_age(ctx)
+    return urlencode({"next": _next(ctx), **({"max_age": max_age} if max_age else {})})
+
+
 def verify_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
-    if not ctx.enabled or ctx.verified:
+    if _settled(gate, ctx):
         return gate.redirect(_next(ctx))
     session = yield from gate.ensure_session(ctx)
     return page(gate, ctx, "mfa_verify.html", status, csrf=session.csrf, next=_next(ctx), error=error,
-                     remember_days=gate.remember_days)
+                remember_days=gate.remember_days, query=_prompt_query(ctx), step_up=ctx.verified)
 
 
-def _failure(outcome_reason: str, retry: float) -> tuple[str, int]:
+def _failure(outcome_reason: str, retry: float, wrong: str) -> tuple[str, int]:
     if outcome_reason == "locked":
         return f"Too many attempts. Try again in {max(1, round(retry))} seconds.", 429
     wait = f" Too many attempts: wait {max(1, round(retry))} seconds before the next try." if retry else ""
     if outcome_reason == "replayed":
         return "That code was already used. Wait for the next code and try again." + wait, 401
-    return "That code is not right. Check your app and try again." + wait, 401
+    return wrong + wait, 401
 
 
 def verify_submit(gate: Gate, ctx: Context) -> Op[Decision]:
-    if not ctx.enabled or ctx.verified:
+    if _settled(gate, ctx):
         return gate.redirect(_next(ctx))
     outcome = yield from gate.twofactor.verify_code(ctx.account, ctx.req.form.get("code", ""), ctx.req.client_ip)
     if not outcome.ok:
-        message, status = _failure(outcome.reason, outcome.retry_after)
+        message, status = _failure(outcome.reason, outcome.retry_after,
+                                   "That code is not right. Check your app and try again.")
         return (yield from verify_page(gate, ctx, message, status))
     yield from gate.mark_verified(ctx, "totp")
     if ctx.req.form.get("remember") and gate.remember_days > 0:
@@ -88,35 +113,69 @@ def verify_submit(gate: Gate, ctx: Context) -> Op[Decision]:
 
 
 def backup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
-    if not ctx.enabled or ctx.verified:
+    if _settled(gate, ctx):
         return gate.redirect(_next(ctx))
     session = yield from gate.ensure_session(ctx)
-    return page(gate, ctx, "mfa_verify_backup.html", status, csrf=session.csrf, next=_next(ctx), error=error)
+    return page(gate, ctx, "mfa_verify_backup.html", status, csrf=session.csrf, next=_next(ctx), error=error,
+                query=_prompt_query(ctx), step_up=ctx.verified)
 
 
 def backup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
-    if not ctx.enabled or ctx.verified:
+    if _settled(gate, ctx):
         return gate.redirect(_next(ctx))
     code = ctx.req.form.get("backup_code", "")
     session = yield from gate.ensure_session(ctx)
     outcome = yield from gate.twofactor.use_backup_code(ctx.account, code, ctx.req.client_ip, session.sid)
     if not outcome.ok:
-        message, status = _failure(outcome.reason, outcome.retry_after)
-        if outcome.reason == "wrong":
-            message = "That backup code is not valid or was already used." + message.partition(".")[2]
+        message, status = _failure(outcome.reason, outcome.retry_after,
+                                   "That backup code is not valid or was already used.")
         return (yield from backup_page(gate, ctx, message, status))
     yield from gate.mark_verified(ctx, "backup")
     return page(gate, ctx, "mfa_backup_used.html", remaining=outcome.remaining or 0, next=_next(ctx))
+
+
+# -- who must use 2FA, and step-up without it -------------------------------------------------------
+def required_notice(gate: Gate, ctx: Context) -> Op[Decision]:
+    """Told once per session: the site requires 2FA of this user, and how many days of grace are left."""
+    if ctx.enabled or (yield from gate.policy.for_identity(ctx.account)) != "required":
+        return gate.redirect(_next(ctx))
+    due = yield from gate.setup_due(ctx)
+    session = yield from gate.ensure_session(ctx)
+    if not session.noticed:
+        ctx.session = yield from gate.sessions.update(session, noticed="1")
+    days = max(0, math.ceil((due - gate.clock()) / 86400))
+    return page(gate, ctx, "mfa_required.html", days=days, next=_next(ctx),
+                setup=f"{ctx.base}/setup?{urlencode({'next': _next(ctx)})}")
+
+
+def confirm_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
+    """Step-up for an account without 2FA: the password again."""
+    if ctx.enabled:
+        return gate.redirect(f"{ctx.base}/verify?{_prompt_query(ctx)}")
+    session = yield from gate.ensure_session(ctx)
+    return page(gate, ctx, "mfa_confirm.html", status, csrf=session.csrf, query=_prompt_query(ctx), error=error)
+
+
+def confirm_submit(gate: Gate, ctx: Context) -> Op[Decision]:
+    if ctx.enabled:
+        return gate.redirect(f"{ctx.base}/verify?{_prompt_query(ctx)}")
+    reason = yield from gate.check_password(ctx, ctx.req.form.get("password", ""))
+    if reason:
+        return (yield from confirm_page(gate, ctx, *_password_error(reason)))
+    session = yield from gate.ensure_session(ctx)
+    ctx.session = yield from gate.sessions.update(session, reauth_at=float(int(gate.clock())))
+    return gate.redirect(_next(ctx))
 
 
 # -- security page and changes ---------------------------------------------------------------------
 def security_page(gate: Gate, ctx: Context, notice: str = "", error: str = "", status: int = 200) -> Op[Decision]:
     session = yield from gate.ensure_session(ctx)
     st = yield from gate.twofactor.status(ctx.account)
+    required = (yield from gate.policy.for_identity(ctx.account)) == "required"
     # New codes sealed in this session but never displayed (the redirect to them was cut off, or the user
     # typed another address): say so, or they would only learn it when they need a code.
     return page(gate, ctx, "mfa_security.html", status, csrf=session.csrf, st=st, notice=notice, error=error,
-                     codes_waiting=bool(session.codes))
+                codes_waiting=bool(session.codes), required=required)
 
 
 def setup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
@@ -182,6 +241,9 @@ def _require_password(gate: Gate, ctx: Context) -> Op[Decision | None]:
 
 
 def disable_submit(gate: Gate, ctx: Context) -> Op[Decision]:
+    if (yield from gate.policy.for_identity(ctx.account)) == "required":
+        return (yield from security_page(gate, ctx, error="This site requires two-factor authentication for "
+                                         "your account, so it cannot be turned off.", status=403))
     refused = yield from _require_password(gate, ctx)
     if refused is not None:
         return refused
@@ -250,6 +312,9 @@ VIEWS: dict[tuple[str, str], View] = {
     ("POST", "/disable"): disable_submit,
     ("POST", "/regenerate"): regenerate_submit,
     ("POST", "/signout-everywhere"): signout_everywhere,
+    ("GET", "/required"): required_notice,
+    ("GET", "/confirm"): confirm_page,
+    ("POST", "/confirm"): confirm_submit,
     ("GET", "/security-question"): question_page,
     ("POST", "/security-question"): question_submit,
 }

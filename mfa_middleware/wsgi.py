@@ -55,7 +55,7 @@ class MFAWsgiMiddleware:
         if identity is not None:  # a signed-in user's every request: Gate.passing
             facts = self.gate.passing(path, identity, cookie, https)
             if facts is not None:
-                environ["mfa"] = facts
+                environ["mfa"], environ["mfa.gate"] = facts, self.gate
                 return self.app(environ, start_response)
         decision: Pass | Reply | None = self.gate.quick(path, identity, cookie, https)
         if decision is None:
@@ -70,7 +70,7 @@ class MFAWsgiMiddleware:
             headers = [*decision.headers, ("content-length", str(len(decision.body)))]
             start_response(f"{decision.status} {_REASONS.get(decision.status, '')}".strip(), headers)
             return [decision.body]
-        environ["mfa"] = decision.mfa
+        environ["mfa"], environ["mfa.gate"] = decision.mfa, self.gate
         if not decision.cookies:
             return self.app(environ, start_response)
 

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -23,3 +26,26 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     yield redis_server.url
     client.flushall()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def django_ready() -> Iterator[None]:
+    """Django's settings and a migrated sqlite database in a temp dir, once per run (its settings are global)."""
+
+    def prepare() -> None:
+        tmp = tempfile.mkdtemp(prefix="django-test-")
+        os.environ["DJANGO_DB"] = os.path.join(tmp, "db.sqlite3")
+        from examples.django_site.gate import setup_django
+
+        setup_django()
+        from django.contrib.auth import get_user_model
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        get_user_model()._default_manager.create_user(username="alice", password="correct horse battery")
+        os.environ.pop("DJANGO_DB")
+
+    # Off the event loop's thread: Django refuses ORM calls where a loop is running.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(prepare).result()
+    yield

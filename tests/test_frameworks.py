@@ -8,12 +8,9 @@ beside the site.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -49,29 +46,6 @@ class Site:
         """The home page greets alice; the examples written here also say how she signed in."""
         marked = self.name == "starlette" or f'data-signed-in-with="{how}"' in page.text
         return page.status_code == 200 and "Hello, alice" in page.text and marked
-
-
-@pytest.fixture(scope="module")
-def django_ready() -> Iterator[None]:
-    """Django's settings and a migrated sqlite database in a temp dir, once for this module."""
-
-    def prepare() -> None:
-        tmp = tempfile.mkdtemp(prefix="django-test-")
-        os.environ["DJANGO_DB"] = os.path.join(tmp, "db.sqlite3")
-        from examples.django_site.gate import setup_django
-
-        setup_django()
-        from django.contrib.auth import get_user_model
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        get_user_model()._default_manager.create_user(username="alice", password=PASSWORD)
-        os.environ.pop("DJANGO_DB")
-
-    # Off the event loop's thread: Django refuses ORM calls where a loop is running.
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(prepare).result()
-    yield
 
 
 def _seed_update_account(memory: MemoryStore, username: str) -> str:

@@ -16,7 +16,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mfa_middleware.paths import Exemptions, asgi_route_path, mount_point, safe_next
 from tests.gate_harness import ADAPTERS, Site
-from tests.test_frameworks import django_ready  # noqa: F401  (a fixture)
 
 # Raw paths as a client may send them; none of them may reach the gated home page unverified. Where the app
 # routes one of them to its /nic/update handler, that handler answers (it is exempt); anything else is

@@ -1,0 +1,77 @@
+"""``require_recent(scope_or_environ, max_age)``: step-up for handlers whose sensitivity depends on data rather
+than on the path (``step_up=`` covers paths). The same rule and pages as the gate's ``step_up`` routes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .gate import Gate, Reply, Request
+from .paths import asgi_root, asgi_route_path, wsgi_root, wsgi_route_path
+from .policy import fresh
+
+GATE_KEY = "mfa.gate"  # where the adapters leave the gate in the scope / environ, beside "mfa"
+_REASONS = {303: "See Other", 401: "Unauthorized", 403: "Forbidden"}
+
+
+class AsgiReply:
+    """An ASGI app that sends the reply (a Starlette or FastAPI handler may return it as its response)."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.status, self.headers, self.body = reply.status, reply.headers, reply.body
+
+    async def __call__(self, scope: Any, receive: Any, send: Callable[[dict[str, Any]], Any]) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+        headers.append((b"content-length", str(len(self.body)).encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class WsgiReply:
+    """A WSGI app that sends the reply (Flask accepts one as a view's return value)."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.status, self.headers, self.body = reply.status, reply.headers, reply.body
+
+    def __call__(self, environ: Any, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response(f"{self.status} {_REASONS.get(self.status, '')}".strip(),
+                       [*self.headers, ("content-length", str(len(self.body)))])
+        return [self.body]
+
+
+def require_recent(scope_or_environ: MutableMapping[str, Any], max_age: int) -> AsgiReply | WsgiReply | None:
+    """None when this session proved itself within ``max_age`` seconds (the second factor, or the password
+    for accounts without 2FA); else the reply to send: to the prompt and back, 401 JSON for JSON clients, a
+    401 page for a form POST. Both replies also carry ``status``, ``headers`` and ``body`` for frameworks that
+    need their own response object (Django: ``HttpResponse(r.body, status=r.status, headers=r.headers)``)."""
+    gate: Gate | None = scope_or_environ.get(GATE_KEY)
+    facts: Mapping[str, Any] | None = scope_or_environ.get("mfa")
+    if gate is None or facts is None:
+        raise RuntimeError("require_recent needs a request that went through MFAMiddleware/MFAWsgiMiddleware")
+    if facts.get("exempt") or not facts.get("account"):
+        raise RuntimeError("require_recent needs a signed-in user on a path the gate guards")
+    if fresh(facts, max_age, gate.clock()):
+        return None
+    asgi = "type" in scope_or_environ
+    req = _asgi_request(scope_or_environ) if asgi else _wsgi_request(scope_or_environ)
+    required = facts.get("setup_due") is not None
+    reply = gate.stale_reply(req, req.root + gate.prefix, dict(facts), max_age, required)
+    gate._secured(reply)
+    return AsgiReply(reply) if asgi else WsgiReply(reply)
+
+
+def _asgi_request(scope: Mapping[str, Any]) -> Request:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    return Request(method=scope.get("method", "GET"), path=asgi_route_path(scope),
+                   query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))), headers=headers,
+                   cookies={}, client_ip="", https=scope.get("scheme") == "https", identity=None,
+                   root=asgi_root(scope))
+
+
+def _wsgi_request(environ: Mapping[str, Any]) -> Request:
+    headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
+    return Request(method=str(environ.get("REQUEST_METHOD", "GET")).upper(), path=wsgi_route_path(environ),
+                   query=dict(parse_qsl(str(environ.get("QUERY_STRING", "")))), headers=headers, cookies={},
+                   client_ip="", https=environ.get("wsgi.url_scheme") == "https", identity=None,
+                   root=wsgi_root(environ))
