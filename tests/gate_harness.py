@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from mfa_middleware import FAST, MFAMiddleware, MFAWsgiMiddleware, flask_session, starlette_session
+from mfa_middleware import FAST, MFAMiddleware, MFAWsgiMiddleware, flask_session, require_recent, starlette_session
 from mfa_middleware.accounts import Accounts
 from mfa_middleware.passwords import PasswordHasher
 from mfa_middleware.store import open_store
@@ -70,8 +70,15 @@ def _starlette_app(redis_url: str, **gate: Any) -> Starlette:
     async def nic_update(req: Request) -> Response:
         return PlainTextResponse("good 192.0.2.1")
 
+    async def billing(req: Request) -> Response:  # a step-up route when the site configures one
+        return PlainTextResponse(f"billing {req.method}")
+
+    async def sensitive(req: Request) -> Any:  # step-up decided by the handler
+        return require_recent(req.scope, 120) or PlainTextResponse("sensitive ok")
+
     routes = [Route("/", home), Route("/login", login, methods=["POST"]), Route("/logout", logout, methods=["POST"]),
-              Route("/nic/update", nic_update)]
+              Route("/nic/update", nic_update), Route("/billing/pay", billing, methods=["GET", "POST"]),
+              Route("/sensitive", sensitive)]
     mw = [Middleware(SessionMiddleware, secret_key=SECRET, session_cookie="app_session"),
           Middleware(MFAMiddleware, identity=starlette_session("user"), store=store, secret_key=SECRET,
                      argon2_profile=FAST, **{"encryption_keys": ENC_KEY, **gate})]
@@ -108,6 +115,14 @@ def _flask_app(redis_url: str, **gate: Any) -> Flask:
     @app.get("/nic/update")
     def nic_update() -> Any:
         return "good 192.0.2.1"
+
+    @app.route("/billing/pay", methods=["GET", "POST"])
+    def billing() -> Any:
+        return f"billing {request.method}"
+
+    @app.get("/sensitive")
+    def sensitive() -> Any:
+        return require_recent(request.environ, 120) or "sensitive ok"
 
     app.wsgi_app = MFAWsgiMiddleware(  # type: ignore[method-assign]
         app.wsgi_app, identity=flask_session(app), store=store, secret_key=SECRET,
