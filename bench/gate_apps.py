@@ -28,6 +28,11 @@ SECRET = os.environ.get("MFA_SECRET_KEY", "bench-secret-key-0123456789abcdef")
 ENC = os.environ.get("MFA_ENCRYPTION_KEY", "bench-encryption-key-0123456789ab")
 
 
+def staff_only(identity: str) -> str:
+    """A per-user policy, as host apps configure one: the gated benchmarks run with it (the target must hold)."""
+    return "required" if identity.startswith("admin") else "optional"
+
+
 async def hello(request: Request) -> Response:
     return PlainTextResponse("hello, world\n")
 
@@ -51,7 +56,7 @@ def _starlette(gated: bool) -> Starlette:
     middleware = [Middleware(SessionMiddleware, secret_key=SECRET)]
     if gated:
         middleware.append(Middleware(MFAMiddleware, identity=starlette_session("user"), store=store,
-                                     secret_key=SECRET, encryption_keys=ENC, argon2_profile=FAST))
+                                     secret_key=SECRET, encryption_keys=ENC, argon2_profile=FAST, policy=staff_only))
     return Starlette(routes=[Route("/", hello), Route("/login", login, methods=["POST"])], middleware=middleware)
 
 
@@ -86,7 +91,8 @@ def _flask(gated: bool) -> Any:
 
     if gated:
         app.wsgi_app = MFAWsgiMiddleware(app.wsgi_app, identity=flask_session(app, "user"),  # type: ignore[method-assign]
-                                         store=store, secret_key=SECRET, encryption_keys=ENC, argon2_profile=FAST)
+                                         store=store, secret_key=SECRET, encryption_keys=ENC, argon2_profile=FAST,
+                                         policy=staff_only)
     return app
 
 
