@@ -200,10 +200,11 @@ class Gate:
         self.security_headers = [("x-frame-options", "DENY"), ("content-security-policy", content_security_policy),
                                  ("referrer-policy", "same-origin"), ("x-content-type-options", "nosniff")]
         self.client_ip = ClientAddress(trusted_proxies)
-        # Paths the lanes leave to ``handle``: the gate's own pages and the exemptions, each a rule of its own.
+        # Paths with a rule of their own (the gate's pages, exemptions, step-up routes, logout): ``handle``'s
+        # answer there is not its answer for the browser's other pages, so it is neither remembered nor
+        # replayed there. The memo holds only what ``handle`` says of an ordinary page.
         self._owned_prefix = self.prefix + "/"
-        # Step-up routes too: their answer depends on the path and on how recent the proof is.
-        self._special = (self.prefix, *self.is_exempt.roots, *self.step_up.prefixes)
+        self._special = (self.prefix, *self.is_exempt.roots, *self.step_up.prefixes, self.logout_url)
         self._session_cookie = {False: cookie_name(SESSION_COOKIE, False), True: cookie_name(SESSION_COOKIE, True)}
         self._session_cookie_bytes = {k: v.encode() for k, v in self._session_cookie.items()}
         # What the authenticator app and the codes sheet call the account when the identity is an opaque id
@@ -270,7 +271,8 @@ class Gate:
             self.confirmed.forget(ctx.account)  # this instance may just have changed it
         else:
             decision = yield from self._guard(ctx)
-            if isinstance(decision, Pass) and not ctx.cookies and req.memo_key is not None:
+            if isinstance(decision, Pass) and not ctx.cookies and req.memo_key is not None \
+                    and not req.path.startswith(self._special):
                 self.confirmed.put(req.memo_key, ctx.account, req.https, decision.mfa, ctx.due)
         return self._secured(self._with_cookies(decision, ctx.cookies))
 
