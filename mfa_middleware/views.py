@@ -76,7 +76,7 @@ def _settled(gate: Gate, ctx: Context) -> bool:
 
 def _prompt_query(ctx: Context) -> str:
     max_age = _max_age(ctx)
-    return urlencode({"next": _next(ctx), **({"max_age": max_age} if max_age else {})})
+    return urlencode({"next": _next(ctx), **({"max_age": max_age} if max_age else {})}, safe="/")
 
 
 def verify_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
@@ -145,7 +145,7 @@ def required_notice(gate: Gate, ctx: Context) -> Op[Decision]:
         ctx.session = yield from gate.sessions.update(session, noticed="1")
     days = max(0, math.ceil((due - gate.clock()) / 86400))
     return page(gate, ctx, "mfa_required.html", days=days, next=_next(ctx),
-                setup=f"{ctx.base}/setup?{urlencode({'next': _next(ctx)})}")
+                setup=f"{ctx.base}/setup?{urlencode({'next': _next(ctx)}, safe='/')}")
 
 
 def confirm_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:

@@ -95,7 +95,7 @@ async def test_grace_days_then_setup(kind: str, redis_url: str) -> None:
     assert r.status_code == 303 and r.headers["location"] == "/mfa/required?next=/"
     notice = await b.get(r.headers["location"])
     assert notice.status_code == 200 and 'data-days-left="3"' in notice.text and "Set up now" in notice.text
-    assert 'href="/mfa/setup?next=%2F"' in notice.text
+    assert 'href="/mfa/setup?next=/"' in notice.text
     r = await b.get("/")
     assert r.status_code == 200 and r.json()["mfa"]["setup_due"], "told once per session, then let through"
     site.clock.advance(DAY + 60)
