@@ -256,3 +256,17 @@ def test_shell_words_parse() -> None:
         if block.runs and block.language in RUN_SHELL | RUN_CONSOLE:
             for command, _ in commands(block):
                 shlex.split(command, comments=True)
+
+
+def test_the_tests_docs_name_exist() -> None:
+    """``test_x.py::test_y`` in a document (``::test_y`` continues the last file named) names a real test."""
+    missing = []
+    for path in DOCUMENTS:
+        current = None
+        for m in re.finditer(r"(test_\w+\.py)?::\s*(test_\w+)", path.read_text(encoding="utf-8")):
+            current = m[1] or current
+            assert current, f"{path.name}: ::{m[2]} without a file before it"
+            source = (ROOT / "tests" / current).read_text(encoding="utf-8")
+            if not re.search(rf"^(async )?def {m[2]}\(", source, re.M):
+                missing.append(f"{path.name}: {current}::{m[2]}")
+    assert not missing, missing
