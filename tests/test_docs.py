@@ -140,10 +140,13 @@ def commands(block: Block) -> list[tuple[str, list[str]]]:
 
 
 def program(command: str) -> str:
-    """The command without leading ``VAR=value`` words and trailing comment, for matching ``NO_RUN``."""
+    """The command without leading ``VAR=value`` words, its program's directory or a trailing comment, for
+    matching ``NO_RUN``."""
     words = command.split("#")[0].split()
     while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
         words = words[1:]
+    if words:
+        words[0] = words[0].rsplit("/", 1)[-1]  # .venv/bin/python is python
     return " ".join(words)
 
 
@@ -199,7 +202,8 @@ def environment(servers: dict[str, str]) -> dict[str, str]:
 
 
 def localised(text: str, servers: dict[str, str]) -> str:
-    return text.replace("127.0.0.1:6379", "127.0.0.1:" + servers["redis_port"]).replace("127.0.0.1:8000", servers["demo"])
+    text = text.replace("127.0.0.1:6379", "127.0.0.1:" + servers["redis_port"])
+    return text.replace("127.0.0.1:8000", servers["demo"])
 
 
 PYTHON = [b for b in ALL if b.language in RUN_PYTHON and b.runs]
@@ -219,7 +223,7 @@ def test_python_block_runs(block: Block, redis_only: dict[str, str]) -> None:
     assert r.returncode == 0, f"{block.where} failed:\n{r.stdout}\n{r.stderr}"
 
 
-SHELL_DOCS = sorted({b.path for b in ALL if b.runs and b.language not in RUN_PYTHON or b.file_name})
+SHELL_DOCS = sorted({b.path for b in ALL if (b.runs and b.language not in RUN_PYTHON) or b.file_name})
 
 
 @pytest.mark.parametrize("path", SHELL_DOCS, ids=[str(p.relative_to(ROOT)) for p in SHELL_DOCS])
