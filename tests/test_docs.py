@@ -17,12 +17,12 @@ How a block is treated follows its info string (the words after the opening fenc
   ``test_every_block_has_a_known_kind``: a command cannot hide in a ```` ```shell ```` block or a bare fence.
 
 The shell blocks of one document run in order, in one temporary working directory, against throwaway
-servers this module starts: a redis-server and the demo site (``python -m examples.demo``, seeded account
-``demo`` / ``demo-password`` with host ``demo.example.test``). ``127.0.0.1:8000`` (where ``make run``
-listens) and ``redis://127.0.0.1:6379`` in a block are rewritten to those servers' free ports. Every block
-sees ``MFA_SECRET_KEY``, ``MFA_ENCRYPTION_KEY``, ``APP_SECRET_KEY`` (a host app's own session key),
-``REDIS_URL`` and ``DJANGO_SETTINGS_MODULE`` (the example project's settings), and the venv's ``bin`` first
-on ``PATH`` (``mfa-admin``, ``ddns-admin``).
+servers started for that document: a redis-server and the demo site (``python -m examples.demo``, seeded
+account ``demo`` / ``demo-password`` with host ``demo.example.test``). ``127.0.0.1:8000`` (where ``make run``
+listens) and ``127.0.0.1:6379`` (Redis's default) in a block are rewritten to those servers' free ports.
+Every block sees ``MFA_SECRET_KEY``, ``MFA_ENCRYPTION_KEY``, ``APP_SECRET_KEY`` (a host app's own session
+key), ``REDIS_URL``, ``DJANGO_SETTINGS_MODULE`` (the example project's settings, its database in memory),
+and the venv's ``bin`` first on ``PATH`` (``mfa-admin``, ``ddns-admin``).
 """
 
 from __future__ import annotations
@@ -198,7 +198,8 @@ def servers() -> Iterator[dict[str, str]]:
 def environment(servers: dict[str, str]) -> dict[str, str]:
     venv_bin = str(Path(sys.executable).parent)
     return {**os.environ, **SECRETS, "REDIS_URL": servers["redis"], "PATH": venv_bin + os.pathsep + os.environ["PATH"],
-            "DJANGO_SETTINGS_MODULE": "examples.django_site.settings", "PYTHONPATH": str(ROOT)}
+            "DJANGO_SETTINGS_MODULE": "examples.django_site.settings", "DJANGO_DB": ":memory:",
+            "PYTHONPATH": str(ROOT)}
 
 
 def localised(text: str, servers: dict[str, str]) -> str:
