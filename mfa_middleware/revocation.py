@@ -8,10 +8,10 @@ learns a revocation within ``ttl``: an entry is never used once it is ``ttl`` ol
 Single-flight refresh: once an entry is ``refresh_at`` (80 %) of ``ttl`` old, the *first* request to
 see it is told to ask the store (``get`` returns None to it, which sends it down the gate's slow path,
 whose answer ``put``s a fresh entry); every other request keeps using the still-valid entry meanwhile.
-Without this, every request in flight when the entry expired took the slow path at once — at 32
-concurrent connections a herd of ~32 store lookups (and ~64 Redis commands) per account per second.
+Without this, every request in flight when the entry expired would take the slow path at once: a herd
+of store lookups per account per ``ttl``, as many as there are concurrent connections.
 If the refresh has not landed by the time the entry is ``ttl`` old (a slow store), the entry is simply
-expired, as before: the bound on revocation never stretches.
+expired: the bound on revocation never stretches.
 
 ``entries`` is readable by the gate's fast lane (``Gate.passing``), which remembers *which* entry object it
 checked a session against: ``put`` always stores a new tuple and ``forget`` and eviction remove it, so
