@@ -1,1 +1,1 @@
-"""Benchmarks: ratios against a bare app measured side by side in one run (see README, Performance)."""
+"""Benchmarks: ratios against a bare app measured side by side in one run (see docs/performance.md)."""

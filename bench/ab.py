@@ -15,17 +15,16 @@ this way (bench/README.md). ``--cookie-from gate`` logs each server in as a fres
 
 ``--together`` drives every server at once (all on core 0, one wrk each on core 1) instead of in turn: each
 round's servers then run on the same machine at the same moment, so their ratio holds still where rotated
-rounds swing with this VM's speed (the gate pair, same code: rotated 1 s rounds read 0.62-1.16 of each other,
-together 0.88-0.95). Absolute req/s are then shares of one core; the ratios and the CPU per request are
-what to read, and the ratios read differences smaller than one at a time (each server pays for the other:
-a layer of known cost read 0.884 together against 0.858 rotated; ``harness.duet``): fit to tell whether a
-change helps, not to measure a target. ``paired`` is the median of each round's ratio to the first factory.
+rounds swing with this VM's speed. Absolute req/s are then shares of one core; the ratios and the CPU per
+request are what to read, and the ratios read differences smaller than one at a time (each server pays for
+the other; ``harness.duet``, bench/README.md): fit to tell whether a change helps, not to measure a target.
+``paired`` is the median of each round's ratio to the first factory.
 
 ``--turns`` drives every server at once too, but lets one run at a time, 50 ms each in turn
 (``harness.taking_turns``): each server alone on its core, as in rotated rounds, with the VM's swings
 spread over all of them. It dilutes less than ``--together`` but still some (each server's CPU per request
-rises ~40% taking turns, for both alike): the known cost read 0.868 and 0.877 against 0.84-0.87 rotated
-(0.884-0.895 together), rounds within ±5%. Latencies mean nothing then (a stopped server's requests wait).
+rises taking turns, for both alike; ``harness.taking_turns``). Latencies mean nothing then (a stopped
+server's requests wait).
 """
 
 from __future__ import annotations

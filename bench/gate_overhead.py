@@ -63,10 +63,8 @@ class Browser:
     freshly signed cookie, a cost no browser causes. So every wrk run starts with a ticket younger than
     ``FRESH_FOR`` seconds, which outlives the run: an older one is replaced by a new verified session
     (``new_session``: another user signs in and enrolls, a fraction of a second). Waiting for the re-issue
-    instead (until 2026-11-23) left the machine idle for up to 20 s right before a gated run, and here the
-    first run after an idle pause often reads slow (the session app after 20 s idle: 0.72-1.04 of the three
-    runs that followed, median 0.93): a third of the gated app's rounds were taken that way (the bias
-    proved smaller than the run-to-run noise; bench/README.md)."""
+    instead would leave the machine idle for up to 20 s right before a gated run, and on this VM the first
+    run after an idle pause often reads slow (bench/README.md)."""
 
     FRESH_FOR = 40.0  # Sessions.refresh_after is 60 s for the default 30 min idle timeout
 

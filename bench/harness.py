@@ -207,20 +207,18 @@ class AtBest:
     that answers from memory, and comparing both at one arbitrary concurrency would measure that choice.
     Choosing once, instead of taking the best of every level in every round, gives each round one sample
     per variant three times as often: the machine's speed moves within seconds, so more, closer samples
-    beat the best of three spread over nine seconds. Two passes, because one sample per level chose badly
-    on this VM: the update endpoint at 32 connections once (its core 92% busy, waiting on Redis, 0.50 of
-    the bare app where it reads 0.57-0.62 at 64-128).
+    beat the best of three spread over nine seconds. Two passes, because one sample per level lets noise
+    choose a level at which a server waiting on Redis leaves its core idle.
 
     Only levels at which the server's core was saturated (busy ≥ ``SATURATED`` on average) compete, when any
-    was: the comparison is at saturation, and noise picked 32 connections for the update endpoint now and
-    then (its core 84-86% busy there, waiting on Redis; 0.57-0.60 of the bare app, against 0.62-0.76 at
-    64-128 with the core 92-98% busy). A server that answers from memory is saturated at every level, so
-    its choice is unchanged.
+    was: the comparison is at saturation, and noise alone could otherwise pick a level at which the update
+    endpoint waits on Redis. A server that answers from memory is saturated at every level, so its choice
+    is unchanged.
 
     ``like``: another ``AtBest`` whose choice this one takes instead of choosing (once that one has chosen),
     for a pair of servers that differ by one layer and wait on nothing (the gate pairs): both then run
-    under the same load. Chosen apart, noise picked 128 connections for the gated app once, where a server
-    that answers from memory costs 30% more CPU per request than at 32 (124 against ~95 µs; 16 ms p50).
+    under the same load. Chosen apart, noise could pick a higher concurrency for one of them, where a server
+    that answers from memory costs more CPU per request (bench/README.md).
     """
 
     def __init__(self, run: Callable[[int], Result], levels: Sequence[int] = LEVELS, passes: int = 2, *,
@@ -283,12 +281,10 @@ def duet(runs: Mapping[str, Callable[[], Result]], rounds: int = DUET_ROUNDS, *,
     Benchmarking: Improving Measurement Accuracy in the Cloud", 2020, with both servers on one core here).
 
     The servers share core 0 and their wrk runs share core 1, so whatever slows the machine in a round slows
-    them all alike and each round's ratio holds still (the gate pair: 0.88-1.00 round by round this way,
-    0.61-1.35 between the back-to-back runs of the rotated rounds). But it is not the one-at-a-time ratio:
-    sharing a core, each server also pays for the other (context switches, caches), a cost the same for both
-    that dilutes their difference. A layer of known cost (a pure-Python loop, ~12 µs served, on the session
-    app) read 0.884 and 0.895 of the app this way against 0.858 and 0.836 one at a time. So it is printed for
-    its steadiness and the targets stay one at a time. Pass the ``AtBest`` runs that ``interleaved`` warmed
+    them all alike and each round's ratio holds still. But it is not the one-at-a-time ratio: sharing a
+    core, each server also pays for the other (context switches, caches), a cost the same for both that
+    dilutes their difference, as a layer of known cost shows (bench/README.md). So it is printed for its
+    steadiness and the targets stay one at a time. Pass the ``AtBest`` runs that ``interleaved`` warmed
     up: each keeps its chosen concurrency. ``before`` runs before every round (e.g. refreshing cookies, so no
     run waits for one while the other runs alone).
     """
@@ -314,13 +310,10 @@ def taking_turns(pids: Sequence[int], slice_s: float = 0.05) -> Iterator[None]:
     SIGCONT), while the block drives them all: a dev tool for A/B (``bench/ab.py --turns``).
 
     Each server then runs alone on its core, as one at a time, but the turns are 50 ms instead of a 3 s run,
-    so the VM's speed swings (seconds) fall on every server alike. Checked against a layer of known cost
-    (~12 µs of pure-Python CPU per request on the session app): 0.868 and 0.877 of the app taking turns
-    (8 rounds each, within ±5%) against 0.84-0.87 one at a time and 0.884-0.895 driven at once (``duet``):
-    it dilutes differences less than the duet but some (each server's CPU per request rises ~40% taking
-    turns, for both alike), so it is not a target's measure either. The gate pair read 0.921 (0.80-0.97)
-    that way, against a 0.926 mean of ten full runs one at a time. A stopped server's requests wait: its
-    latency figures mean nothing, its request count does (each gets the same share of the wall time).
+    so the VM's speed swings (seconds) fall on every server alike. Checked against a layer of known cost, it
+    dilutes differences less than the duet but some (each server's CPU per request rises taking turns, for
+    both alike), so it is not a target's measure either (bench/README.md). A stopped server's requests wait:
+    its latency figures mean nothing, its request count does (each gets the same share of the wall time).
     """
     stop = threading.Event()
 

@@ -2,8 +2,8 @@
 
 ``.venv/bin/python -m bench.instructions [--requests N] [--apps session,gated,session+cookie] [--top K]``
 
-Requests per second on this VM move ~15% from one run to the next (neighbours on the host: steal time and
-a per-request CPU cost that changes by itself), so a 1-4% change takes dozens of rounds to see. This counts
+Requests per second on this VM move from one run to the next by more than a small change costs (neighbours
+on the host: steal time and a per-request CPU cost that changes by itself). This counts
 instead: each app of ``bench.gate_apps`` is served by the real uvicorn (uvloop, httptools) running under
 valgrind's callgrind with instrumentation off; a browser signs in (and, for the gated app, enrolls, which
 leaves its session verified), warms the server up, then instrumentation is switched on for exactly N
@@ -46,7 +46,7 @@ from bench.gate_overhead import sessions
 from tests.servers import free_port, wait_for_port
 
 STARTUP_SECONDS = 180.0  # uvicorn's start under valgrind takes ~15 s here
-MFA_COOKIE_LENGTH = 175  # "mfa_session=" value of a verified session, as the gate writes it (2026-11)
+MFA_COOKIE_LENGTH = 175  # "mfa_session=" value of a verified session, as the gate writes it
 APPS = ("bare", "session", "gated")
 WARMUP = 300  # requests before counting: imports done lazily, caches filled, the memo of the header made
 

@@ -9,7 +9,7 @@ of each app, then the minimum over the rounds, ``Gate.quick`` alone, ``Gate.pass
 every request of a verified session takes once ``quick`` has let its Cookie header through), and the gate
 layer alone (the middleware with a no-op app inside).
 
-Under uvicorn the gap is larger than here (measured: ~4 µs here, 10-20 µs there): the loop below runs the
+Under uvicorn the gap is several times larger than here: the loop below runs the
 same code back to back with warm CPU caches, while a server interleaves HTTP parsing, the event loop and 32
 connections between two passes through the gate. Use this to compare code changes, ``bench gate_overhead``
 for the real ratio. Cookie re-issues (``Sessions.stale``) and epoch-cache refreshes are excluded here on

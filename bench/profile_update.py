@@ -6,7 +6,7 @@ No HTTP server and no load generator: both ASGI apps are called directly by 32 c
 event loop, against a real redis-server (``tests.servers.RedisServer``) holding one account with 200 hosts
 and a warm credential. Prints, per round (bare and endpoint interleaved), this process's CPU µs per
 request (``time.process_time``: Redis's own CPU is not counted) and wall µs, then the minimum and median
-over the rounds. uvicorn's own per-request cost (~40 µs) comes on top of both in ``bench.update_endpoint``.
+over the rounds. uvicorn's own per-request cost comes on top of both in ``bench.update_endpoint``.
 
 ``SORT`` (e.g. ``tottime``, ``cumtime``) adds a cProfile of one more endpoint run, sorted by it.
 ``--mode good`` sends a new address on every pass over the hosts, so every request changes a record.

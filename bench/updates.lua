@@ -59,10 +59,9 @@ function request()
   n = n + 1
   if mode == 'nochg' then ip = '203.0.113.7' end
   local name = string.format('r%06d', first + a)
-  -- The login's header is made here, for every request: the same work at 100 accounts as at 100,000. Made
-  -- once per login in init instead, a table of 100,000 headers made wrk's own CPU per request ~13 us larger
-  -- at 100,000 accounts than at 100 (its Lua heap, on the core wrk shares with Redis), and that showed up as
-  -- update latency at 1M hosts; made on first use bit by bit (as before that), ~30 us.
+  -- The login's header is made here, for every request: the same work at 100 accounts as at 100,000. A table
+  -- of headers made once per login would grow wrk's Lua heap with the accounts, and wrk's extra CPU per
+  -- request, on the core it shares with Redis, would show up as update latency at 1M hosts.
   local auth = 'Basic ' .. b64(name .. ':' .. password)
   return wrk.format('GET', '/nic/update?hostname=h' .. j .. '.' .. name .. '.example.test&myip=' .. ip,
     { ['Authorization'] = auth, ['User-Agent'] = 'bench/1.0 bench@example.test' })

@@ -78,8 +78,8 @@ def _failed(exc: StoreError) -> UpdateReply:
 
 
 # The request headers the update reads (``_facts``, ``client_address``), by their raw ASGI names. Decoding
-# only these, not every header a client sends, took 5-8 µs of CPU off each served update (bench/ab-style
-# A/B of the served endpoint): fewer strings made per request, not fewer instructions.
+# only these, not every header a client sends, makes fewer strings per request, which costs the served
+# endpoint noticeably more than the instructions suggest.
 _READ = {name.encode("latin-1"): name for name in
          ("authorization", "user-agent", "content-type", "x-forwarded-for", "x-real-ip")}
 
@@ -216,10 +216,10 @@ class WsgiUpdateApp:
 
 # Served alone (``create_app``) the process is ours to tune. Requests here make no reference cycles, but
 # concurrent requests waiting on Redis keep a few hundred young objects alive at any moment, so the default
-# first-generation threshold (700) ran a collection every few dozen requests, and each full collection
-# walked every object imported at start-up (~57,000): together ~10% of the CPU in ``bench.update_endpoint``.
-# After start-up those objects are frozen out of the collector's view (``gc.freeze``) and the first
-# threshold raised; cycles, should any appear, are still collected.
+# first-generation threshold (700) would run a collection every few dozen requests, and each full collection
+# would walk every object imported at start-up. After start-up those objects are frozen out of the
+# collector's view (``gc.freeze``) and the first threshold raised; cycles, should any appear, are still
+# collected. ``bench/README.md`` has the measurements.
 GC_THRESHOLD = 50_000
 
 

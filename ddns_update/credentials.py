@@ -55,8 +55,8 @@ class Credentials:
         self.server_key = server_key
         self.policy = policy or ThrottlePolicy()
         # Both caches hold strings only, never objects the garbage collector tracks: at 100,000 accounts a
-        # process remembers 100,000 entries, and tracked ones (tuples, Login objects) piled up in the young
-        # generation until each collection walked ~50,000 of them (35 ms pauses: p99 x2.5 at 1M hosts).
+        # process remembers 100,000 entries, and tracked ones (tuples, Login objects) would pile up in the
+        # young generation for every collection to walk, pausing requests (``tests/test_update_caches.py``).
         # The script re-checks the credential inside the account's slot, so a stale entry here can only
         # cause a miss (then ``forget`` and resolve again), never a wrong grant.
         self._claims: dict[str, str] = {}  # normalized login -> its claim ("account" or "group:ID:NAME")
@@ -143,8 +143,8 @@ class Credentials:
 
     def charge(self, name: str, ip: str | None) -> Op[bool]:
         """Count this attempt as a failure *before* hashing; False when the login or the address is over its
-        limit. Checking first and counting after the hash let a burst of parallel guesses all pass the check
-        (measured: 273 argon2 runs where the limits allow 260); charging first is exact under any concurrency.
+        limit. Checking first and counting after the hash would let a burst of parallel guesses all pass the
+        check; charging first is exact under any concurrency.
         """
         keys = self._throttle_keys(name, ip)
         counts = yield batch([count(k, 1, self.policy.window_ms) for k in keys])

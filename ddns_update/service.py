@@ -50,9 +50,8 @@ MAX_AGENT_CHARS = 120  # kept per history entry; full agents go to the access lo
 # The quick lane's UPDATE command for an account's own login (its name is the account id, no group): all of
 # the command but the request's own arguments is the same for every account except for the id, which it
 # holds nine times (the seven key names, the login, the history prefix). So it is ``id.join(pieces)``, the
-# pieces made once per id length (``_head_pieces``): nothing kept per login, the same cost at 100 logins as
-# at 100,000. (A cache of each login's encoded part, 2026-11-22/23, was cheaper at 100 logins and no cheaper
-# served at 100,000, where its entries were read at random: CPU-cache misses.)
+# pieces made once per id length (``_head_pieces``): nothing kept per login, so the cost is the same at 100
+# logins as at 100,000 (a per-login cache would be read at random across many logins: CPU-cache misses).
 ID_LENGTHS_KEPT = 256
 # EVALSHA, sha, numkeys; the seven KEYS; the login's part of ARGV (ARG_ORDER: everything before the verifier)
 _HEAD_COUNT = 3 + 7 + ARG_ORDER.index("verifier")
@@ -328,9 +327,9 @@ class UpdateService:
     def _account_keys(self, account_id: str, group: str) -> tuple[tuple[str, ...], str]:
         """UPDATE's KEYS and the history prefix for an account (and ``group``, "" for none).
 
-        Built per update on the general path, not remembered per account: a cache of them held tracked tuples
-        that the garbage collector walked again and again at 100,000 accounts (see ``Credentials``); the
-        quick lane encodes them from pieces made once per id length (``_update_command``).
+        Built per update on the general path, not remembered per account: a cache of them would hold tracked
+        tuples for the garbage collector to walk again and again at 100,000 accounts (see ``Credentials``);
+        the quick lane encodes them from pieces made once per id length (``_update_command``).
         ``tests/test_update_caches.py`` checks them against ``Keys``, ``hosts_key``, ``history_prefix`` and
         ``Credentials.group_key``.
         """

@@ -1,8 +1,8 @@
 """argon2id password hashing with deliberate parameters.
 
-Default: OWASP's m=19 MiB, t=2, p=1 (about 20 ms here, a fifth of argon2-cffi's
-defaults), chosen because the update endpoint must verify account passwords too, and
-its credential cache means each credential pays this once per cache period.
+Default: OWASP's m=19 MiB, t=2, p=1 (a fraction of argon2-cffi's defaults), chosen
+because the update endpoint must verify account passwords too, and its credential cache
+means each credential pays this once per cache period.
 """
 
 from __future__ import annotations

@@ -252,8 +252,8 @@ def test_enable_then_the_store_fails_before_the_codes_are_shown(redis_url: str) 
 async def test_group_delete_cut_off_before_the_login_is_released_answers_badauth(redis_url: str,
                                                                                  cut_at: int) -> None:
     """Steps of a delete: the DELETE script (the group becomes a tombstone), the claim release, the purge.
-    Cut at the release (2) or the purge (3): the login answers badauth (it used to answer 911, the claim
-    pointing at a missing group), and the retried delete finishes."""
+    Cut at the release (2) or the purge (3): the login answers badauth (not 911, though the claim points at
+    a missing group), and the retried delete finishes."""
     site = DdnsSite(redis_url, "wsgi")
     try:
         site.account("alice", hosts=["nas.example.test"])

@@ -1,11 +1,10 @@
 """The update endpoint's per-process caches at many accounts: nothing left for the garbage collector.
 
 At 100,000 accounts a process remembers an entry per account (the login's normalized name, a group's
-claim). When those entries were tracked objects (tuples, ``Login`` instances) they piled up in the young
-generation, so each collection walked ~50,000 of them: 35 ms pauses, and p99 update latency at 1M hosts
-2.5x that at 1k (``bench/scale.py``). The caches now hold strings only; this checks that no
-tracked object is kept over a thousand never-seen accounts, and that the key names the update step now
-builds per request are the ones the rest of the code uses.
+claim). Tracked objects (tuples, ``Login`` instances) would pile up in the young generation for every
+collection to walk, pausing requests and stretching p99 latency at many hosts (``bench/scale.py``). The
+caches hold strings only; this checks that no tracked object is kept over a thousand never-seen accounts,
+and that the key names the update step builds per request are the ones the rest of the code uses.
 """
 
 from __future__ import annotations

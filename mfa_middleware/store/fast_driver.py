@@ -120,7 +120,7 @@ class _Connection(asyncio.Protocol):
         # loop iteration would leave Redis idle while this process parses the rest of its batch, and then
         # leave this process idle while Redis works through it all. While replies are outstanding, commands
         # coalesce: everything queued in this loop iteration leaves in one write (one syscall, one read for
-        # Redis). Measured with ``bench.update_endpoint``: the server's core goes from ~85% to ~95% busy.
+        # Redis). ``bench.update_endpoint`` shows the difference in how busy the server's core is.
         self.outbox.append(payload)
         self.queued += count
         if self.queued == len(self.waiters):
