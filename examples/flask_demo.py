@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask, redirect, request, session
 
-from ddns_update.app import WsgiUpdateApp, build_service
+from ddns_update.app import CHECKIP_PATH, UPDATE_PATH, WsgiCheckIpApp, WsgiUpdateApp, build_service
 from ddns_update.flask_pages import owner_blueprint
 from ddns_update.hosts import HostRefused, Hosts
 from mfa_middleware import metrics
@@ -117,7 +117,9 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         encryption_keys=settings.encryption_keys, argon2_profile=argon2_profile, login_url="/login",
     )
     # Beside the gate, not behind it: routers have no browser session, Prometheus has no login.
-    beside: dict[str, Any] = {"/nic/update": WsgiUpdateApp(build_service(settings, store.keys, accounts.hasher), store)}
+    service = build_service(settings, store.keys, accounts.hasher)
+    beside: dict[str, Any] = {UPDATE_PATH: WsgiUpdateApp(service, store),
+                              CHECKIP_PATH: WsgiCheckIpApp(service.policy.trusted_proxies)}
     if settings.metrics_path:
         beside[settings.metrics_path] = metrics.wsgi_app()
     app.wsgi_app = mount(gated, beside)  # type: ignore[method-assign]
@@ -131,8 +133,12 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 
 
 def main() -> None:
+    import waitress
+
     settings = start("Flask")
-    create_app(settings).run(host=settings.host, port=settings.port, threaded=True)
+    # A production WSGI server, not Werkzeug's development one (which chunks replies and says not to be used
+    # in production); waitress adds nothing to set up and runs wherever Python does.
+    waitress.serve(create_app(settings), host=settings.host, port=settings.port, threads=8)
 
 
 if __name__ == "__main__":

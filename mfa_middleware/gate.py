@@ -28,7 +28,7 @@ from .store.effects import Offload
 from .totp import Digest, TotpParams
 from .twofactor import AuditHook, ThrottlePolicy, TwoFactor
 
-DEFAULT_EXEMPT = ("/nic/update",)
+DEFAULT_EXEMPT = ("/nic/update", "/nic/checkip")  # routers and scripts: no browser session
 MAX_FORM_BYTES = 64 * 1024
 PasswordCheck = Callable[[str, str], bool]
 
