@@ -85,7 +85,7 @@ def safe_next(target: str | None) -> str:
 
 
 async def login(request: Request) -> Response:
-    if request.method == "GET":
+    if request.method != "POST":  # GET, or HEAD (Starlette routes it here too)
         return login_form(request)
     try:
         form = await request.form()
@@ -109,7 +109,7 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    if request.method == "GET":
+    if request.method != "POST":
         return page("Log out", f"""<form method="post" action="/logout">
 <input type="hidden" name="csrf_token" value="{csrf_token(request)}"><button>Log out</button></form>""")
     request.session.clear()

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
-        if request.method == "GET":
+        if request.method != "POST":  # GET, or HEAD (Flask routes it here too)
             return _login_form()
         expected = session.get("csrf")
         if not expected or not constant_time_equals(expected, request.form.get("csrf_token", "")):
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 
     @app.route("/logout", methods=["GET", "POST"])
     def logout() -> Any:
-        if request.method == "GET":
+        if request.method != "POST":
             return _page("Log out", f"""<form method="post" action="/logout">
 <input type="hidden" name="csrf_token" value="{_csrf()}"><button>Log out</button></form>""")
         session.clear()
@@ -138,7 +138,10 @@ def main() -> None:
     settings = start("Flask")
     # A production WSGI server, not Werkzeug's development one (which chunks replies and says not to be used
     # in production); waitress adds nothing to set up and runs wherever Python does.
-    waitress.serve(create_app(settings), host=settings.host, port=settings.port, threads=8)
+    # waitress drops X-Forwarded-For from every peer it was not told to trust; the app decides instead, by
+    # TRUSTED_PROXIES (client_address), as the Starlette demo does.
+    waitress.serve(create_app(settings), host=settings.host, port=settings.port, threads=8,
+                   clear_untrusted_proxy_headers=False)
 
 
 if __name__ == "__main__":
