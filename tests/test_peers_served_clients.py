@@ -43,6 +43,7 @@ PASSWORD = "router-password-2"
 ACCOUNT_HOSTS = ("gw.example.test", "web.example.test")
 GROUP_HOSTS = ("nas.example.test", "cam.example.test")
 SOLO = "solo.example.test"  # ddclient's check-IP run updates this one
+LAB = ("lab.example.test", "lab2.example.test")  # and inadyn's these
 PAGE = "<html><head><title>Current IP Check</title></head><body>Current IP Address: {}</body></html>"
 PY = sys.executable
 SERVERS = {
@@ -86,7 +87,7 @@ def _seed(url: str) -> tuple[str, str]:
     store = open_store(url)
     hasher = PasswordHasher()
     store.run(Accounts(store.keys, hasher).create("router", PASSWORD))
-    store.run(Hosts(store.keys).add("router", [*ACCOUNT_HOSTS, *GROUP_HOSTS, SOLO]))
+    store.run(Hosts(store.keys).add("router", [*ACCOUNT_HOSTS, *GROUP_HOSTS, SOLO, *LAB]))
     group, password = store.run(Groups(store.keys, hasher).create("router", "lan", GROUP_HOSTS))
     store.close()
     enable_2fa(url, "router", SECRET, ENC)
@@ -174,6 +175,14 @@ def test_ddclient_finds_its_address_at_checkip_and_sends_it(served: Served, tmp_
     assert f"get_ip: using web, {web} reports 127.0.0.1" in out, out
     assert f"SUCCESS:  updating {SOLO}: good: IP address set to 127.0.0.1" in out, out
     assert "myip=127.0.0.1" in out, out  # sent as the update's address, not left to the server
+
+
+@everywhere
+def test_inadyn_finds_its_address_at_checkip_and_sends_it(served: Served, tmp_path: Path) -> None:
+    run = inadyn(tmp_path, served.port, "router", PASSWORD, LAB)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0 and "GET /nic/checkip HTTP/1.0" in out, out
+    assert out.count("myip=127.0.0.1 HTTP/1.0") == 2 and out.count("good 127.0.0.1") == 2, out
 
 
 # ---------------------------------------------------------------------------------------- raw requests

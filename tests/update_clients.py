@@ -37,19 +37,27 @@ def ddclient(tmp: Path, port: str | int, login: str, password: str, hosts: str, 
 
 
 def inadyn(tmp: Path, port: str | int, login: str, password: str, hosts: str | Sequence[str],
-           ip: str) -> subprocess.CompletedProcess[str]:
-    """One inadyn run (custom provider, one request per host) updating ``hosts`` with ``ip``."""
+           ip: str | None = None) -> subprocess.CompletedProcess[str]:
+    """One inadyn run (custom provider, one request per host) updating ``hosts`` with ``ip``, or with the
+    address the server's own ``/nic/checkip`` reports (``ip=None``)."""
     names = [hosts] if isinstance(hosts, str) else list(hosts)
     listed = names[0] if len(names) == 1 else "{ " + ", ".join(f'"{h}"' for h in names) + " }"
+    if ip is None:
+        checkip = f"checkip-server = 127.0.0.1:{port}\n    checkip-path = /nic/checkip\n    checkip-ssl = false"
+    else:
+        checkip = f'checkip-command = "echo {ip}"'
     conf = tmp / "inadyn.conf"
+    # verify-address = false: inadyn refuses loopback and private addresses as "not a valid Internet address",
+    # and the test's address is 127.0.0.1.
     conf.write_text(f"""period = 300
+verify-address = false
 custom test {{
     ssl = false
     username = {login}
     password = {password}
     ddns-server = 127.0.0.1:{port}
     ddns-path = "/nic/update?hostname=%h&myip=%i"
-    checkip-command = "echo {ip}"
+    {checkip}
     hostname = {listed}
 }}
 """)
