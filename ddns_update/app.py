@@ -170,6 +170,10 @@ class UpdateEndpoint:
         return b"".join(chunks) if size <= MAX_FORM_BYTES else b""
 
 
+_NOT_ALLOWED = (("content-type", "text/plain; charset=utf-8"), ("allow", ", ".join(METHODS)))
+_NOT_FOUND = (("content-type", "text/plain; charset=utf-8"),)
+
+
 def wsgi_reply(environ: dict[str, Any], start_response: Callable[..., Any], status: int,
                headers: Iterable[tuple[str, str]], body: bytes) -> list[bytes]:
     """Where every WSGI reply of this package starts: with the body's exact Content-Length. Without one,
@@ -227,7 +231,6 @@ class WsgiUpdateApp:
         return bytes(environ["wsgi.input"].read(length))
 
 
-_NOT_ALLOWED = (("Content-Type", "text/plain; charset=utf-8"), ("Allow", ", ".join(METHODS)))
 CHECKIP_METHODS = ("GET", "HEAD")
 _CHECKIP_NOT_ALLOWED = (("content-type", "text/plain; charset=utf-8"), ("allow", ", ".join(CHECKIP_METHODS)))
 
@@ -364,5 +367,3 @@ def create_wsgi_app(settings: Settings | None = None, memory: MemoryStore | None
 
     return application
 
-
-_NOT_FOUND = (("content-type", "text/plain; charset=utf-8"),)
