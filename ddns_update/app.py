@@ -1,8 +1,11 @@
-"""Thin adapters around ``UpdateService``: an ASGI endpoint (Starlette) and a WSGI app.
+"""Thin adapters around ``UpdateService``: an ASGI endpoint (Starlette) and a WSGI app, and the same pair for
+``/nic/checkip``.
 
 Inside a bigger Starlette app: ``Route("/nic/update", UpdateEndpoint(service, store), methods=["GET", "POST"])``
-(the endpoint ignores the path, so it also works under ``Mount``). Served alone:
-``uvicorn --factory ddns_update.app:create_app``. WSGI stacks: ``WsgiUpdateApp(service, blocking_store)``.
+(the endpoint ignores the path, so it also works under ``Mount``) and
+``Route("/nic/checkip", CheckIpEndpoint(service.policy.trusted_proxies))``. Served alone:
+``uvicorn --factory ddns_update.app:create_app``, or on a WSGI server ``create_wsgi_app``. WSGI stacks:
+``WsgiUpdateApp(service, blocking_store)`` and ``WsgiCheckIpApp(service.policy.trusted_proxies)``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -22,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from ddns_update.credentials import Credentials, ThrottlePolicy
 from ddns_update.dns_backend import DnsBackend, backend_from_settings
-from ddns_update.protocol import parse_trusted_proxies
+from ddns_update.protocol import IPNetwork, checkip_body, client_address, ip_text, parse_ip, parse_trusted_proxies
 from ddns_update.scripts import UPDATE
 from ddns_update.service import SERVER_ERROR, UpdateFacts, UpdatePolicy, UpdateReply, UpdateService
 from mfa_middleware import metrics
@@ -31,7 +34,7 @@ from mfa_middleware.config import Settings
 from mfa_middleware.crypto import derive_key
 from mfa_middleware.metrics import STORE_ERRORS, UPDATES
 from mfa_middleware.passwords import PasswordHasher
-from mfa_middleware.store import AsyncStore, Keys, MemoryStore, Op, Store, StoreError, open_async_store
+from mfa_middleware.store import AsyncStore, Keys, MemoryStore, Op, Store, StoreError, open_async_store, open_store
 from mfa_middleware.store.effects import Eval
 from mfa_middleware.store.fast_driver import FastAsyncRedisDriver
 from mfa_middleware.store.runner import run_async
@@ -40,6 +43,7 @@ log = logging.getLogger("ddns_update")
 MAX_FORM_BYTES = 8192  # a POSTed update form is a few hundred bytes
 METHODS = ("GET", "HEAD", "POST")
 UPDATE_PATH = "/nic/update"
+CHECKIP_PATH = "/nic/checkip"
 
 
 def build_service(settings: Settings, keys: Keys, hasher: PasswordHasher | None = None,
@@ -166,6 +170,26 @@ class UpdateEndpoint:
         return b"".join(chunks) if size <= MAX_FORM_BYTES else b""
 
 
+_NOT_ALLOWED = (("content-type", "text/plain; charset=utf-8"), ("allow", ", ".join(METHODS)))
+_NOT_FOUND = (("content-type", "text/plain; charset=utf-8"),)
+
+
+def wsgi_reply(environ: dict[str, Any], start_response: Callable[..., Any], status: int,
+               headers: Iterable[tuple[str, str]], body: bytes) -> list[bytes]:
+    """Where every WSGI reply of this package starts: with the body's exact Content-Length. Without one,
+    gunicorn and Werkzeug chunk an HTTP/1.1 reply, and ddclient 3.10 reads the chunk size as the first
+    host's answer. HEAD gets the length GET would have, and no body."""
+    start_response(f"{status} {HTTPStatus(status).phrase}", [*headers, ("Content-Length", str(len(body)))])
+    return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def _wsgi_headers(environ: dict[str, Any]) -> dict[str, str]:
+    pairs = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
+    if environ.get("CONTENT_TYPE"):
+        pairs.append(("content-type", environ["CONTENT_TYPE"]))
+    return _joined(pairs)
+
+
 class WsgiUpdateApp:
     """WSGI app answering /nic/update with a blocking store."""
 
@@ -176,12 +200,8 @@ class WsgiUpdateApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in METHODS:
-            start_response("405 Method Not Allowed", [("Content-Type", "text/plain"), ("Allow", ", ".join(METHODS))])
-            return [b"method not allowed\n"]
-        pairs = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
-        if environ.get("CONTENT_TYPE"):
-            pairs.append(("content-type", environ["CONTENT_TYPE"]))
-        headers = _joined(pairs)
+            return wsgi_reply(environ, start_response, 405, _NOT_ALLOWED, b"method not allowed\n")
+        headers = _wsgi_headers(environ)
         body = self._body(environ) if method == "POST" else b""
         query = str(environ.get("QUERY_STRING", "")).encode("latin-1", "replace")
         peer = environ.get("REMOTE_ADDR")
@@ -193,15 +213,12 @@ class WsgiUpdateApp:
                 result = self.store.driver.execute(cast(Eval, quick.step))  # not packed: an Eval
                 settled = self.service.quick_body(quick, result)
                 if settled is not None:
-                    start_response("200 OK", list(_PLAIN_TEXT.items()))
-                    return [] if method == "HEAD" else [settled]
+                    return wsgi_reply(environ, start_response, 200, _PLAIN_TEXT.items(), settled)
                 reply = self.store.run(self.service.resume(_facts(query, body, headers, peer), quick, result))
             reply = _counted(reply)
         except StoreError as exc:
             reply = _counted(_failed(exc))
-        status = f"{reply.status} {HTTPStatus(reply.status).phrase}"
-        start_response(status, list(reply.headers.items()))
-        return [] if method == "HEAD" else [reply.body.encode("utf-8")]
+        return wsgi_reply(environ, start_response, reply.status, reply.headers.items(), reply.body.encode("utf-8"))
 
     @staticmethod
     def _body(environ: dict[str, Any]) -> bytes:
@@ -212,6 +229,57 @@ class WsgiUpdateApp:
         if length <= 0 or length > MAX_FORM_BYTES:
             return b""
         return bytes(environ["wsgi.input"].read(length))
+
+
+CHECKIP_METHODS = ("GET", "HEAD")
+_CHECKIP_NOT_ALLOWED = (("content-type", "text/plain; charset=utf-8"), ("allow", ", ".join(CHECKIP_METHODS)))
+
+
+def checkip_reply(peer: str | None, headers: Mapping[str, str],
+                  trusted: Sequence[IPNetwork]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """``GET /nic/checkip``: the client's address as the update endpoint would take it (``client_address``,
+    the same trusted proxies), in dyndns.org's page or alone (``checkip_body``). No credentials, no store."""
+    address = parse_ip(client_address(peer, headers, trusted) or "")
+    if address is None:  # no peer address at all (e.g. a unix socket with no proxy header): nothing to report
+        return 503, [("content-type", "text/plain; charset=utf-8"), ("cache-control", "no-store")], \
+            b"the client address is unknown to this server\n"
+    content_type, body = checkip_body(ip_text(address), headers.get("accept"))
+    # The answer differs per client and per Accept header: no shared cache may keep it.
+    return 200, [("content-type", content_type), ("cache-control", "no-store"), ("vary", "Accept"),
+                 ("x-content-type-options", "nosniff")], body.encode("ascii")
+
+
+class CheckIpEndpoint:
+    """ASGI app answering /nic/checkip (any path it is routed to); ``trusted``: the update endpoint's
+    ``service.policy.trusted_proxies``, so both name the same address."""
+
+    def __init__(self, trusted: Sequence[IPNetwork] = ()) -> None:
+        self.trusted = tuple(trusted)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] in CHECKIP_METHODS:
+            headers = _joined((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+            client = scope.get("client")
+            status, header_list, body = checkip_reply(client[0] if client else None, headers, self.trusted)
+        else:
+            status, header_list, body = 405, list(_CHECKIP_NOT_ALLOWED), b"method not allowed\n"
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in header_list]
+        raw.append((b"content-length", b"%d" % len(body)))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+class WsgiCheckIpApp:
+    """WSGI app answering /nic/checkip; see ``CheckIpEndpoint``."""
+
+    def __init__(self, trusted: Sequence[IPNetwork] = ()) -> None:
+        self.trusted = tuple(trusted)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("REQUEST_METHOD", "GET") not in CHECKIP_METHODS:
+            return wsgi_reply(environ, start_response, 405, _CHECKIP_NOT_ALLOWED, b"method not allowed\n")
+        status, headers, body = checkip_reply(environ.get("REMOTE_ADDR"), _wsgi_headers(environ), self.trusted)
+        return wsgi_reply(environ, start_response, status, headers, body)
 
 
 # Served alone (``create_app``) the process is ours to tune. Requests here make no reference cycles, but
@@ -268,7 +336,34 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         yield
         await store.close()
 
-    routes = [Route(UPDATE_PATH, endpoint, methods=list(METHODS))]
+    routes = [Route(UPDATE_PATH, endpoint, methods=list(METHODS)),
+              Route(CHECKIP_PATH, CheckIpEndpoint(endpoint.service.policy.trusted_proxies))]
     if settings.metrics_path:
         routes.append(Route(settings.metrics_path, metrics.asgi_app()))
     return UpdateServer(endpoint, routes=routes, lifespan=lifespan)
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def create_wsgi_app(settings: Settings | None = None, memory: MemoryStore | None = None,
+                    service: UpdateService | None = None) -> WsgiApp:
+    """The endpoint served alone by a WSGI server: ``/nic/update``, ``/nic/checkip`` and the metrics.
+    ``gunicorn -k gthread 'ddns_update.app:create_wsgi_app()'`` or ``waitress-serve --call
+    ddns_update.app:create_wsgi_app``. Each gunicorn worker builds its own (its own store connections)."""
+    settings = settings or Settings.from_env()
+    store = open_store(settings.redis_url, memory=memory)
+    service = service or build_service(settings, store.keys)
+    apps: dict[str, WsgiApp] = {UPDATE_PATH: WsgiUpdateApp(service, store),
+                                CHECKIP_PATH: WsgiCheckIpApp(service.policy.trusted_proxies)}
+    if settings.metrics_path:
+        apps[settings.metrics_path] = metrics.wsgi_app()
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        app = apps.get(environ.get("PATH_INFO", ""))  # relative to where the server mounts it (SCRIPT_NAME)
+        if app is None:
+            return wsgi_reply(environ, start_response, 404, _NOT_FOUND, b"not found\n")
+        return app(environ, start_response)
+
+    return application
+

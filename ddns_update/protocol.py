@@ -46,6 +46,7 @@ __all__ = [
     "format_body",
     "status_for",
     "www_authenticate",
+    "checkip_body",
 ]
 
 IPAddress = IPv4Address | IPv6Address
@@ -525,3 +526,55 @@ def www_authenticate(realm: str) -> str:
 
 
 WWW_AUTHENTICATE = www_authenticate(DEFAULT_REALM)
+
+
+# --------------------------------------------------------------------------- check-ip
+
+# checkip.dyndns.org's page, byte for byte: ddclient's ``web=dyndns`` reads the address after its
+# "Current IP Address:", and scripts written against dyndns.org match the whole line.
+CHECKIP_PAGE = "<html><head><title>Current IP Check</title></head><body>Current IP Address: {}</body></html>"
+_CHECKIP_HTML = "text/html; charset=utf-8"
+_CHECKIP_PLAIN = "text/plain; charset=utf-8"
+
+
+def checkip_body(address: str, accept: str | None) -> tuple[str, str]:
+    """``GET /nic/checkip``'s content type and body: the page above, or the address alone when the client
+    prefers ``text/plain`` to ``text/html`` (``Accept: text/plain``). No Accept header, ``*/*`` or a tie gets
+    the page, which is what ddclient and dyndns.org-era scripts expect."""
+    if _quality(accept, "text", "plain") > _quality(accept, "text", "html"):
+        return _CHECKIP_PLAIN, address
+    return _CHECKIP_HTML, CHECKIP_PAGE.format(address)
+
+
+def _quality(accept: str | None, kind: str, subtype: str) -> float:
+    """The q-value ``accept`` gives ``kind/subtype`` by its most specific matching range (RFC 9110 12.5.1);
+    1 without a header. A malformed q counts as 0: garbage never wins a negotiation."""
+    if accept is None:
+        return 1.0
+    best, specificity = 0.0, -1
+    for item in accept.split(",")[:MAX_QUERY_FIELDS]:
+        media, *params = item.split(";")
+        range_kind, _, range_subtype = media.strip().lower().partition("/")
+        if range_kind == kind and range_subtype == subtype:
+            rank = 2
+        elif range_kind == kind and range_subtype == "*":
+            rank = 1
+        elif range_kind == "*" and range_subtype == "*":
+            rank = 0
+        else:
+            continue
+        if rank > specificity:
+            best, specificity = _q(params), rank
+    return best
+
+
+def _q(params: Sequence[str]) -> float:
+    for param in params:
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                q = float(value.strip())
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0  # also refuses nan and inf
+    return 1.0

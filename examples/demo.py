@@ -1,5 +1,5 @@
 """The demo site (Starlette): its own login, a home page, the 2FA gate around it,
-and ``/nic/update`` mounted beside it. ``python -m examples.demo`` or ``make run``."""
+and ``/nic/update`` and ``/nic/checkip`` mounted beside it. ``python -m examples.demo`` or ``make run``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ddns_update.app import UpdateEndpoint, build_service
+from ddns_update.app import CHECKIP_PATH, UPDATE_PATH, CheckIpEndpoint, UpdateEndpoint, build_service
 from ddns_update.hosts import HostRefused, Hosts
 from ddns_update.pages import owner_routes
 from mfa_middleware import metrics
@@ -85,7 +85,7 @@ def safe_next(target: str | None) -> str:
 
 
 async def login(request: Request) -> Response:
-    if request.method == "GET":
+    if request.method != "POST":  # GET, or HEAD (Starlette routes it here too)
         return login_form(request)
     try:
         form = await request.form()
@@ -109,7 +109,7 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    if request.method == "GET":
+    if request.method != "POST":
         return page("Log out", f"""<form method="post" action="/logout">
 <input type="hidden" name="csrf_token" value="{csrf_token(request)}"><button>Log out</button></form>""")
     request.session.clear()
@@ -158,7 +158,8 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         Route("/", home),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["GET", "POST"]),
-        Route("/nic/update", updates, methods=["GET", "HEAD", "POST"]),  # exempt from the gate by default
+        Route(UPDATE_PATH, updates, methods=["GET", "HEAD", "POST"]),  # exempt from the gate by default
+        Route(CHECKIP_PATH, CheckIpEndpoint(updates.service.policy.trusted_proxies)),  # likewise
         *owner_routes(store, accounts, lambda request: session_identity(request.scope)),  # /account, gated
     ]
     if settings.metrics_path:
@@ -169,7 +170,7 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         # Inside the session middleware, so the gate sees the demo's login (session["user"]).
         Middleware(MFAMiddleware, identity=session_identity, store=store, secret_key=settings.secret_key,
                    encryption_keys=settings.encryption_keys, login_url="/login",
-                   exempt=("/nic/update", *filter(None, [settings.metrics_path]))),
+                   exempt=(UPDATE_PATH, CHECKIP_PATH, *filter(None, [settings.metrics_path]))),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings, app.state.store, app.state.accounts = settings, store, accounts

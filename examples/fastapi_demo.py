@@ -2,7 +2,8 @@
 
 The gate goes in with ``app.add_middleware(MFAMiddleware, ...)``. FastAPI (like Starlette) runs the middleware
 added *last* outermost, so the session middleware is added after the gate: it must wrap the gate, which reads
-the login from ``request.session``. ``/nic/update`` is mounted beside the pages and is exempt from the gate.
+the login from ``request.session``. ``/nic/update`` and ``/nic/checkip`` are mounted beside the pages and are
+exempt from the gate.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
-from ddns_update.app import METHODS, UpdateEndpoint, build_service
+from ddns_update.app import CHECKIP_PATH, METHODS, UPDATE_PATH, CheckIpEndpoint, UpdateEndpoint, build_service
 from mfa_middleware import MFAMiddleware, starlette_session
 from mfa_middleware.accounts import Accounts
 from mfa_middleware.config import Settings
@@ -82,8 +83,10 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 <p data-signed-in-with="{"2fa" if mfa.get("verified") else "password"}">You are signed in {how}.</p>""")
 
     # The update endpoint is a plain ASGI app; routers authenticate with HTTP Basic, never with the gate.
-    app.add_route("/nic/update", UpdateEndpoint(build_service(settings, store.keys, accounts.hasher), store),
-                  methods=list(METHODS), include_in_schema=False)
+    updates = UpdateEndpoint(build_service(settings, store.keys, accounts.hasher), store)
+    app.add_route(UPDATE_PATH, updates, methods=list(METHODS), include_in_schema=False)
+    # The gate's default exemptions cover both paths.
+    app.add_route(CHECKIP_PATH, CheckIpEndpoint(updates.service.policy.trusted_proxies), include_in_schema=False)
 
     app.add_middleware(MFAMiddleware, identity=starlette_session("user"), store=store,
                        secret_key=settings.secret_key, encryption_keys=settings.encryption_keys,

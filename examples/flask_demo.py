@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask, redirect, request, session
 
-from ddns_update.app import WsgiUpdateApp, build_service
+from ddns_update.app import CHECKIP_PATH, UPDATE_PATH, WsgiCheckIpApp, WsgiUpdateApp, build_service
 from ddns_update.flask_pages import owner_blueprint
 from ddns_update.hosts import HostRefused, Hosts
 from mfa_middleware import metrics
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
-        if request.method == "GET":
+        if request.method != "POST":  # GET, or HEAD (Flask routes it here too)
             return _login_form()
         expected = session.get("csrf")
         if not expected or not constant_time_equals(expected, request.form.get("csrf_token", "")):
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 
     @app.route("/logout", methods=["GET", "POST"])
     def logout() -> Any:
-        if request.method == "GET":
+        if request.method != "POST":
             return _page("Log out", f"""<form method="post" action="/logout">
 <input type="hidden" name="csrf_token" value="{_csrf()}"><button>Log out</button></form>""")
         session.clear()
@@ -117,7 +117,9 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         encryption_keys=settings.encryption_keys, argon2_profile=argon2_profile, login_url="/login",
     )
     # Beside the gate, not behind it: routers have no browser session, Prometheus has no login.
-    beside: dict[str, Any] = {"/nic/update": WsgiUpdateApp(build_service(settings, store.keys, accounts.hasher), store)}
+    service = build_service(settings, store.keys, accounts.hasher)
+    beside: dict[str, Any] = {UPDATE_PATH: WsgiUpdateApp(service, store),
+                              CHECKIP_PATH: WsgiCheckIpApp(service.policy.trusted_proxies)}
     if settings.metrics_path:
         beside[settings.metrics_path] = metrics.wsgi_app()
     app.wsgi_app = mount(gated, beside)  # type: ignore[method-assign]
@@ -131,8 +133,15 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 
 
 def main() -> None:
+    import waitress
+
     settings = start("Flask")
-    create_app(settings).run(host=settings.host, port=settings.port, threaded=True)
+    # A production WSGI server, not Werkzeug's development one (which chunks replies and says not to be used
+    # in production); waitress adds nothing to set up and runs wherever Python does.
+    # waitress drops X-Forwarded-For from every peer it was not told to trust; the app decides instead, by
+    # TRUSTED_PROXIES (client_address), as the Starlette demo does.
+    waitress.serve(create_app(settings), host=settings.host, port=settings.port, threads=8,
+                   clear_untrusted_proxy_headers=False)
 
 
 if __name__ == "__main__":

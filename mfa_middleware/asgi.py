@@ -90,7 +90,7 @@ class MFAMiddleware:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            await _respond(send, decision)
+            await respond(send, decision)
             return
         scope["mfa"], scope["mfa.gate"] = decision.mfa, self.gate
         await self.app(scope, receive, _with_cookies(send, decision))
@@ -143,7 +143,7 @@ async def _read_body(receive: Receive) -> bytes:
             return body
 
 
-async def _respond(send: Send, reply: Reply) -> None:
+async def respond(send: Send, reply: Reply) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
     headers.append((b"content-length", str(len(reply.body)).encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})

@@ -32,7 +32,7 @@ from .store.effects import Offload, batch
 from .totp import Digest, TotpParams
 from .twofactor import AuditHook, ThrottlePolicy, TwoFactor
 
-DEFAULT_EXEMPT = ("/nic/update", "/nic/checkip")
+DEFAULT_EXEMPT = ("/nic/update", "/nic/checkip")  # routers and scripts: no browser session
 # The gate's pages use only their own stylesheet and script (``static/``), and no page is ever framed.
 DEFAULT_CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")

@@ -11,7 +11,7 @@ import collections
 import threading
 import weakref
 from collections import Counter as Counts
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, make_asgi_app, make_wsgi_app
@@ -89,13 +89,30 @@ STORE_ERRORS = Counter("store_errors", "Requests that failed closed because the 
 
 
 class _MetricsApp:
-    """An ASGI app object (not a function), so that Starlette's ``Route`` hands it the raw scope."""
+    """An ASGI app object (not a function), so that Starlette's ``Route`` hands it the raw scope.
+
+    prometheus_client's app streams its reply without a Content-Length (so it goes out chunked) and refuses
+    HEAD: its reply is collected, HEAD asked as GET, and sent with its exact length (no body for HEAD)."""
 
     def __init__(self) -> None:
         self.app = make_asgi_app(registry=REGISTRY)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
+        head = scope.get("method") == "HEAD"
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def collect(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                chunks.append(message.get("body", b""))
+
+        await self.app({**scope, "method": "GET"} if head else scope, receive, collect)
+        body = b"".join(chunks)
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 def asgi_app() -> Any:
@@ -103,4 +120,22 @@ def asgi_app() -> Any:
 
 
 def wsgi_app() -> Any:
-    return make_wsgi_app(registry=REGISTRY)
+    """prometheus_client's WSGI app, its reply re-sent with an exact Content-Length (it sends none, so gunicorn
+    chunks it); HEAD is asked as GET and answered without the body (waitress would send it)."""
+    inner = make_wsgi_app(registry=REGISTRY)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        started: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            started.append((status, headers))
+            return lambda data: None  # it returns its one body instead of writing
+
+        head = environ.get("REQUEST_METHOD") == "HEAD"
+        body = b"".join(inner({**environ, "REQUEST_METHOD": "GET"} if head else environ, keep))
+        status, headers = started[-1]
+        start_response(status, [*((k, v) for k, v in headers if k.lower() != "content-length"),
+                                ("Content-Length", str(len(body)))])
+        return [] if head else [body]
+
+    return app

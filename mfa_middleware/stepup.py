@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from .asgi import Send, respond
 from .gate import Gate, Reply, Request
 from .paths import asgi_root, asgi_route_path, wsgi_root, wsgi_route_path
 from .policy import fresh
+from .wsgi import reply_to
 
 GATE_KEY = "mfa.gate"  # where the adapters leave the gate in the scope / environ, beside "mfa"
-_REASONS = {303: "See Other", 401: "Unauthorized", 403: "Forbidden"}
 
 
 class AsgiReply:
@@ -21,11 +22,8 @@ class AsgiReply:
     def __init__(self, reply: Reply) -> None:
         self.status, self.headers, self.body = reply.status, reply.headers, reply.body
 
-    async def __call__(self, scope: Any, receive: Any, send: Callable[[dict[str, Any]], Any]) -> None:
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
-        headers.append((b"content-length", str(len(self.body)).encode()))
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body})
+    async def __call__(self, scope: Any, receive: Any, send: Send) -> None:
+        await respond(send, Reply(self.status, self.headers, self.body))
 
 
 class WsgiReply:
@@ -35,9 +33,7 @@ class WsgiReply:
         self.status, self.headers, self.body = reply.status, reply.headers, reply.body
 
     def __call__(self, environ: Any, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        start_response(f"{self.status} {_REASONS.get(self.status, '')}".strip(),
-                       [*self.headers, ("content-length", str(len(self.body)))])
-        return [self.body]
+        return reply_to(environ, start_response, Reply(self.status, self.headers, self.body))
 
 
 def require_recent(scope_or_environ: MutableMapping[str, Any], max_age: int) -> AsgiReply | WsgiReply | None:

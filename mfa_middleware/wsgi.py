@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -20,10 +21,6 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 WsgiIdentity = Callable[[Environ], "str | None"]
-
-_REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 429: "Too Many Requests", 503: "Service Unavailable"}
-
 
 class MFAWsgiMiddleware:
     def __init__(
@@ -67,9 +64,7 @@ class MFAWsgiMiddleware:
                 STORE_ERRORS.labels("gate").inc()
                 decision = self.gate.unavailable(req)
         if isinstance(decision, Reply):
-            headers = [*decision.headers, ("content-length", str(len(decision.body)))]
-            start_response(f"{decision.status} {_REASONS.get(decision.status, '')}".strip(), headers)
-            return [decision.body]
+            return reply_to(environ, start_response, decision)
         environ["mfa"], environ["mfa.gate"] = decision.mfa, self.gate
         if not decision.cookies:
             return self.app(environ, start_response)
@@ -99,3 +94,11 @@ class MFAWsgiMiddleware:
             https=environ.get("wsgi.url_scheme") == "https", identity=identity,
             form=form, root=wsgi_root(environ), memo_key=environ.get("HTTP_COOKIE", ""),
         )
+
+
+def reply_to(environ: Environ, start_response: StartResponse, reply: Reply) -> list[bytes]:
+    """Where each of the gate's own replies starts: with its exact Content-Length (else gunicorn chunks it), and
+    for HEAD with GET's length and no body (waitress sends whatever body the app returns, even to HEAD)."""
+    start_response(f"{reply.status} {HTTPStatus(reply.status).phrase}",
+                   [*reply.headers, ("content-length", str(len(reply.body)))])
+    return [] if environ.get("REQUEST_METHOD") == "HEAD" else [reply.body]

@@ -65,6 +65,29 @@ class _Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class AppServer(_Server):
+    """A web server process (uvicorn, gunicorn, waitress, a demo) on a free port: every ``PORT`` in ``args``
+    becomes the port, and ``PORT`` is in its environment too (the demos read it). Its stdout and stderr go
+    to ``log`` (``output()``), where a test looks for tracebacks."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], timeout: float = 30) -> None:
+        self.name = name
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        self.log = self.dir / "server.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([a.replace("PORT", str(self.port)) for a in args],
+                                         env={**env, "PORT": str(self.port)}, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, timeout, self.proc)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{name}: {exc}\n{self.output()}") from None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
 class RedisServer(_Server):
     """A real ``redis-server``; ``kill()``/``start()`` let fault tests restart it on the same port."""
 

@@ -10,11 +10,18 @@ import pytest
 from tests.apps import run_demo
 
 
-@pytest.fixture(scope="module")
-def demo() -> Iterator[str]:
-    with run_demo("examples.demo") as run:
+@pytest.fixture(scope="module", params=["examples.demo", "examples.flask_demo"])
+def demo(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each demo as ``python -m`` starts it: the Starlette one on uvicorn, the Flask one on waitress; the
+    embedded in-memory store, the seeded login."""
+    with run_demo(request.param) as run:
         yield run.url
     assert f"http://127.0.0.1:{run.port}/" in run.stdout and "demo / demo-password" in run.stdout
+
+
+def test_demo_runs_on_a_production_server(demo: str) -> None:
+    server = httpx.get(demo + "/login").headers["server"]
+    assert server in ("uvicorn", "waitress"), server  # not Werkzeug's development server
 
 
 def test_demo_serves_login_and_logs_in(demo: str) -> None:

@@ -151,6 +151,9 @@ async def test_login_2fa_protected_page_and_update_beside_it(site: Site) -> None
     assert r.status_code == 303 and r.headers["location"] == "/mfa/verify?next=/"
     r = await b.get("/", headers={"accept": "application/json"})
     assert r.status_code == 401 and r.json()["error"] == "mfa_required"
+    # ... but /nic/checkip is the routers' and scripts', not a page of the site: no second factor asked.
+    r = await b.get("/nic/checkip", headers={"accept": "text/plain"})
+    assert (r.status_code, r.text) == (200, "127.0.0.1")
     page = await b.get("/mfa/verify?next=/")
     r = await b.post("/mfa/verify?next=/", {**_token(page.text), "code": _code(seed, ahead=1)})
     assert r.status_code == 303 and r.headers["location"] == "/"

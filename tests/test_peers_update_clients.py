@@ -7,17 +7,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mfa_middleware.gate import Gate
-from mfa_middleware.store import open_store
-from mfa_middleware.totp import TotpParams, code_at, current_step
 from tests.dnscheck import lookup
 from tests.servers import KnotServer, RedisServer, free_port, wait_for_port
+from tests.update_clients import ddclient, enable_2fa, inadyn
 
 SECRET, ENC = "peer-test-secret-key-0123456789", "peer-test-encryption-key-0123456"
 PASSWORD = "router-password-1"
@@ -50,7 +47,7 @@ def site(knot: KnotServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     run(_bin("ddns-admin"), "host", "add", "router", *HOSTS)
     group = json.loads(run(_bin("ddns-admin"), "--json", "group", "create", "router", "lan",
                            "--hosts", "nas.example.test,cam.example.test").stdout)
-    _enable_2fa(redis.url)
+    enable_2fa(redis.url, "router", SECRET, ENC)
     log = tmp_path_factory.mktemp("uvicorn") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "ddns_update.app:create_app",
@@ -65,48 +62,6 @@ def site(knot: KnotServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         proc.wait(10)
         redis.cleanup()
         assert "Traceback" not in log.read_text()
-
-
-def _enable_2fa(url: str) -> None:
-    """The account's browser logins need 2FA; its router must not care."""
-    store = open_store(url)
-    gate = Gate(keys=store.keys, secret_key=SECRET, encryption_keys=ENC)
-    seed = store.run(gate.twofactor.begin_enrollment("router"))
-    params = TotpParams()
-    codes = store.run(gate.twofactor.confirm_enrollment("router", code_at(seed, current_step(time.time(), params),
-                                                                           params)))
-    assert codes, "2FA could not be enabled"
-    assert store.run(gate.twofactor.status("router")).enabled
-    store.close()
-
-
-def ddclient(tmp: Path, port: str, login: str, password: str, hosts: str, ip: str) -> str:
-    conf = tmp / "ddclient.conf"
-    # ddclient treats '#' as a comment even inside quotes: generated credentials never contain one.
-    conf.write_text(f"daemon=0\nssl=no\nuse=ip, ip={ip}\nprotocol=dyndns2\nserver=127.0.0.1:{port}\n"
-                    f"login={login}\npassword={password}\n{hosts}\n")
-    conf.chmod(0o600)
-    r = subprocess.run(["ddclient", "-daemon=0", "-file", str(conf), "-cache", str(tmp / "cache"), "-foreground",
-                        "-verbose", "-force"], capture_output=True, text=True, timeout=60)
-    return r.stdout + r.stderr
-
-
-def inadyn(tmp: Path, port: str, login: str, password: str, host: str, ip: str) -> subprocess.CompletedProcess[str]:
-    conf = tmp / "inadyn.conf"
-    conf.write_text(f"""period = 300
-custom test {{
-    ssl = false
-    username = {login}
-    password = {password}
-    ddns-server = 127.0.0.1:{port}
-    ddns-path = "/nic/update?hostname=%h&myip=%i"
-    checkip-command = "echo {ip}"
-    hostname = {host}
-}}
-""")
-    (tmp / "cache").mkdir(exist_ok=True)
-    return subprocess.run(["inadyn", "-1", "--force", "-n", "-l", "debug", "--no-pidfile",
-                           f"--cache-dir={tmp / 'cache'}", "-f", str(conf)], capture_output=True, text=True, timeout=60)
 
 
 def test_ddclient_with_account_login_and_2fa_on(site: dict[str, str], knot: KnotServer, tmp_path: Path) -> None:

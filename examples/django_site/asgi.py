@@ -1,4 +1,4 @@
-"""ASGI entry point: Django's ASGI handler inside ``MFAMiddleware``, ``/nic/update`` beside it.
+"""ASGI entry point: Django's ASGI handler inside ``MFAMiddleware``, ``/nic/update`` and ``/nic/checkip`` beside it.
 
 ``uvicorn examples.django_site.asgi:application`` (built on first access).
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ddns_update.app import UpdateEndpoint, build_service
+from ddns_update.app import CHECKIP_PATH, UPDATE_PATH, CheckIpEndpoint, UpdateEndpoint, build_service
 from mfa_middleware import MFAMiddleware
 from mfa_middleware.asgi import ASGIApp, Receive, Scope, Send
 from mfa_middleware.config import Settings
@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
     site = MFAMiddleware(get_asgi_application(), identity=django_session_async(), store=store,
                          **gate_options(settings, argon2_profile))
     updates = UpdateEndpoint(build_service(settings, store.keys, site.gate.accounts.hasher), store)
+    checkip = CheckIpEndpoint(updates.service.policy.trusted_proxies)
 
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":  # Django's handler refuses lifespan; nothing to start or stop here
@@ -38,8 +39,8 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
             await store.close()
             await send({"type": "lifespan.shutdown.complete"})
             return
-        if scope["type"] == "http" and scope["path"] == "/nic/update":
-            await updates(scope, receive, send)
+        if scope["type"] == "http" and scope["path"] in (UPDATE_PATH, CHECKIP_PATH):
+            await (updates if scope["path"] == UPDATE_PATH else checkip)(scope, receive, send)
             return
         await site(scope, receive, send)
 

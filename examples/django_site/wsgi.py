@@ -1,4 +1,4 @@
-"""WSGI entry point: Django's WSGI handler inside ``MFAWsgiMiddleware``, ``/nic/update`` beside it.
+"""WSGI entry point: Django's WSGI handler inside ``MFAWsgiMiddleware``, ``/nic/update`` and ``/nic/checkip`` beside it.
 
 ``gunicorn examples.django_site.wsgi`` (the ``application`` attribute is built on first access).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ddns_update.app import WsgiUpdateApp, build_service
+from ddns_update.app import CHECKIP_PATH, UPDATE_PATH, WsgiCheckIpApp, WsgiUpdateApp, build_service
 from mfa_middleware import MFAWsgiMiddleware
 from mfa_middleware.config import Settings
 from mfa_middleware.identity import django_session
@@ -29,12 +29,11 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
     store = store or open_store(settings.redis_url, memory=memory or MemoryStore())
     site = MFAWsgiMiddleware(get_wsgi_application(), identity=django_session(), store=store,
                              **gate_options(settings, argon2_profile))
-    updates = WsgiUpdateApp(build_service(settings, store.keys, site.gate.accounts.hasher), store)
+    service = build_service(settings, store.keys, site.gate.accounts.hasher)
+    beside = {UPDATE_PATH: WsgiUpdateApp(service, store), CHECKIP_PATH: WsgiCheckIpApp(service.policy.trusted_proxies)}
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/nic/update":
-            return updates(environ, start_response)
-        return site(environ, start_response)
+        return beside.get(environ.get("PATH_INFO", ""), site)(environ, start_response)
 
     return application
 
