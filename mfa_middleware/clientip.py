@@ -11,8 +11,9 @@ from ddns_update.protocol import IPNetwork, client_address, parse_trusted_proxie
 
 
 def trusted_proxies_from_env(env: Mapping[str, str] | None = None) -> str:
+    """Both names count, as for the update endpoint (``config.Settings``): the networks of either."""
     env = os.environ if env is None else env
-    return env.get("TRUSTED_PROXIES") or env.get("DDNS_TRUSTED_PROXIES") or ""
+    return ",".join(filter(None, (env.get("TRUSTED_PROXIES", ""), env.get("DDNS_TRUSTED_PROXIES", ""))))
 
 
 class ClientAddress:
