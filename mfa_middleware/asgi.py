@@ -126,7 +126,7 @@ def _cookie_header(scope: Scope) -> bytes | None:
     cookie = b""
     seen = False
     for key, value in scope.get("headers", ()):
-        if key == b"cookie":
+        if key == b"cookie" or (len(key) == 6 and key.lower() == b"cookie"):  # ASGI says lower case; not all obey
             if seen:
                 return None
             seen = True

@@ -128,6 +128,7 @@ class Context:
     cookies: list[str] = field(default_factory=list)
     base: str = ""  # the gate's pages as the browser reaches them: mount point + prefix
     due: float = math.inf  # when the session's ticket next times out or is re-issued (``Confirmations``)
+    cacheable: bool = True  # False: this answer holds for this request only (a grace notice still owed)
 
     @property
     def verified(self) -> bool:
@@ -204,7 +205,8 @@ class Gate:
         # answer there is not its answer for the browser's other pages, so it is neither remembered nor
         # replayed there. The memo holds only what ``handle`` says of an ordinary page.
         self._owned_prefix = self.prefix + "/"
-        self._special = (self.prefix, *self.is_exempt.roots, *self.step_up.prefixes, self.logout_url)
+        self._special = (self.prefix, *self.is_exempt.roots, *(p.rstrip("/") for p in self.step_up.prefixes),
+                         self.logout_url)
         self._session_cookie = {False: cookie_name(SESSION_COOKIE, False), True: cookie_name(SESSION_COOKIE, True)}
         self._session_cookie_bytes = {k: v.encode() for k, v in self._session_cookie.items()}
         # What the authenticator app and the codes sheet call the account when the identity is an opaque id
@@ -260,9 +262,9 @@ class Gate:
         if not owned and self.is_exempt(req.path):
             return Pass({"exempt": True, "verified": False, "verified_at": None})
         if owned and req.path.startswith(self._owned_prefix + "static/"):
-            return self._secured(static_asset(req.path[len(self._owned_prefix) + 7:]))
+            return self.secured(static_asset(req.path[len(self._owned_prefix) + 7:]))
         if req.identity is None:
-            return self._secured((yield from self._anonymous(req)))
+            return self.secured((yield from self._anonymous(req)))
         ctx = yield from self._context(req)
         if owned:
             from .views import dispatch
@@ -271,12 +273,18 @@ class Gate:
             self.confirmed.forget(ctx.account)  # this instance may just have changed it
         else:
             decision = yield from self._guard(ctx)
-            if isinstance(decision, Pass) and not ctx.cookies and req.memo_key is not None \
+            if req.path == self.logout_url and req.method not in ("GET", "HEAD") and ctx.session is not None:
+                # Signing out of the app ends the gate session here and now, even if the browser's next page
+                # is exempt or on another site (an SSO's logout) and never tells the gate.
+                yield from self.sessions.delete(ctx.session.sid)
+                self.confirmed.forget(ctx.account)
+                ctx.cookies.append(self.clear_cookie(SESSION_COOKIE, req.https))
+            elif isinstance(decision, Pass) and ctx.cacheable and not ctx.cookies and req.memo_key is not None \
                     and not req.path.startswith(self._special):
                 self.confirmed.put(req.memo_key, ctx.account, req.https, decision.mfa, ctx.due)
-        return self._secured(self._with_cookies(decision, ctx.cookies))
+        return self.secured(self._with_cookies(decision, ctx.cookies))
 
-    def _secured(self, decision: Decision) -> Decision:
+    def secured(self, decision: Decision) -> Decision:
         """Every page and answer of the gate's own: never framed, never sniffed, no referrer off the site."""
         if isinstance(decision, Reply):
             have = {name for name, _ in decision.headers}
@@ -292,7 +300,7 @@ class Gate:
         body = self.pages.render("mfa_message.html", title="Temporarily unavailable", prefix=req.root + self.prefix,
                                  message="Sign-in is unavailable right now. Please try again in a minute.")
         reply = Reply(503, [("content-type", "text/html; charset=utf-8"), ("retry-after", "30")], body.encode())
-        self._secured(reply)
+        self.secured(reply)
         return reply
 
     # -- decisions ---------------------------------------------------------------------------------
@@ -305,10 +313,10 @@ class Gate:
             self.confirmed.forget(ticket.account)
             cookies.append(self.clear_cookie(SESSION_COOKIE, req.https))
         if self.owns(req.path):
-            return self._with_cookies(self.redirect(self._login_redirect(req)), cookies)
+            return self._with_cookies(self.redirect(self.login_redirect(req)), cookies)
         return Pass({"account": None, "enabled": False, "verified": False, "verified_at": None}, cookies)
 
-    def _login_redirect(self, req: Request) -> str:
+    def login_redirect(self, req: Request) -> str:
         login = req.root + self.login_url if self.login_url.startswith("/") else self.login_url
         return f"{login}?next={quote(req.full_path, safe='/')}"
 
@@ -361,8 +369,10 @@ class Gate:
             if self.clock() >= due:
                 return self._setup_required(ctx)
             facts["setup_due"] = due
-            if not req.wants_json() and not (ctx.session and ctx.session.noticed) and req.method in ("GET", "HEAD"):
-                return self.redirect(f"{ctx.base}/required?next={quote(req.full_path, safe='/')}")
+            if not (ctx.session and ctx.session.noticed):
+                ctx.cacheable = False  # the next page view still owes the notice
+                if not req.wants_json() and req.method in ("GET", "HEAD"):
+                    return self.redirect(f"{ctx.base}/required?next={quote(req.full_path, safe='/')}")
         max_age = self.step_up.max_age(req.path)
         if max_age is not None and not fresh(facts, max_age, self.clock()):
             return self.stale_reply(req, ctx.base, facts, max_age, required)
@@ -512,7 +522,7 @@ def static_asset(name: str) -> Reply:
         return Reply(404, [("content-type", "text/plain; charset=utf-8")], b"not found")
     try:
         body = (_STATIC / name).read_bytes()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         return Reply(404, [("content-type", "text/plain; charset=utf-8")], b"not found")
     return Reply(200, [("content-type", kind), ("cache-control", "public, max-age=3600")], body)
 

@@ -87,6 +87,10 @@ class StepUp:
 
 def fresh(facts: Mapping[str, Any], max_age: int, now: float) -> bool:
     """Did this session prove itself within ``max_age`` seconds? The second factor when 2FA is on, else the
-    password re-entered on the gate's confirm page."""
-    proved = facts.get("verified_at") if facts.get("enabled") else facts.get("reauth_at")
+    password re-entered on the gate's confirm page. A trusted browser proved nothing just now: it only skips the
+    prompt at sign-in, never a step-up."""
+    if facts.get("enabled"):
+        proved = facts.get("verified_at") if facts.get("method") != "trusted" else None
+    else:
+        proved = facts.get("reauth_at")
     return proved is not None and bool(proved) and now - float(proved) <= max_age

@@ -45,15 +45,19 @@ def require_recent(scope_or_environ: MutableMapping[str, Any], max_age: int) -> 
     facts: Mapping[str, Any] | None = scope_or_environ.get("mfa")
     if gate is None or facts is None:
         raise RuntimeError("require_recent needs a request that went through MFAMiddleware/MFAWsgiMiddleware")
-    if facts.get("exempt") or not facts.get("account"):
-        raise RuntimeError("require_recent needs a signed-in user on a path the gate guards")
-    if fresh(facts, max_age, gate.clock()):
-        return None
+    if facts.get("exempt"):
+        raise RuntimeError("require_recent needs a path the gate guards, not an exempt one")
     asgi = "type" in scope_or_environ
     req = _asgi_request(scope_or_environ) if asgi else _wsgi_request(scope_or_environ)
+    if not facts.get("account"):  # nobody signed in: to the login page and back
+        reply = gate.redirect(gate.login_redirect(req))
+        gate.secured(reply)
+        return AsgiReply(reply) if asgi else WsgiReply(reply)
+    if fresh(facts, max_age, gate.clock()):
+        return None
     required = facts.get("setup_due") is not None
     reply = gate.stale_reply(req, req.root + gate.prefix, dict(facts), max_age, required)
-    gate._secured(reply)
+    gate.secured(reply)
     return AsgiReply(reply) if asgi else WsgiReply(reply)
 
 

@@ -146,6 +146,17 @@ return redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 """,
 )
 
+# A refused attempt (its address is over the cap): the account's hourly charge given back, its streak untouched
+# (a success's reset here would let a capped address wipe the back-off of whoever guesses from elsewhere).
+REFUND = Script(
+    "mfa_refund",
+    """
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+if n > 0 then redis.call('DECR', KEYS[2]) end
+return 1
+""",
+)
+
 # A success ends the streak and gives the attempt back to the hourly budget.
 SUCCESS = Script(
     "mfa_success",
@@ -340,7 +351,7 @@ class TwoFactor:
         if ip and not wait_a:
             wait_i = yield Eval(ATTEMPT, self._ip_keys(ip), (now_ms, pol.ip_max_per_hour, pol.window_ms))
         if wait_i and not wait_a:  # give the account its charge back: the address is what is blocked
-            yield Eval(SUCCESS, acct, ())
+            yield Eval(REFUND, acct, ())
             # Said where an operator looks: ``user show`` (this account) and ``ip show`` (this address).
             until, ip_throttle = now_ms + int(wait_i), self._ip_keys(ip)[0]
             yield batch([cmd("HSET", acct[0], "ip_blocked", f"{ip}|{until}"), cmd("PEXPIRE", acct[0], pol.window_ms),

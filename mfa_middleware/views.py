@@ -61,7 +61,7 @@ def _next(ctx: Context) -> str:
 def _max_age(ctx: Context) -> int | None:
     """A step-up prompt's ``max_age`` (sent by the gate with the redirect): how recent the proof must be."""
     text = ctx.req.query.get("max_age", "")
-    return int(text) if text.isdigit() and 0 < int(text) <= 10**8 else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 and int(text) > 0 else None
 
 
 def _settled(gate: Gate, ctx: Context) -> bool:

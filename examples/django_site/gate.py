@@ -27,4 +27,5 @@ def gate_options(settings: Settings, argon2_profile: Argon2Profile = OWASP) -> d
         "account_label": django_username(),
         "argon2_profile": argon2_profile,
         "login_url": "/login/",
+        "logout_url": "/logout/",
     }
