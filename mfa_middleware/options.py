@@ -41,6 +41,9 @@ class GateOptions(TypedDict, total=False):
     totp_period: int
     account_label: Callable[[str], str] | None
     revocation_ttl: float
+    webauthn_user_verification: str
+    webauthn_rp_id: str | None
+    webauthn_origins: Sequence[str] | None
     clock: Callable[[], float]
 
 

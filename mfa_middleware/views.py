@@ -17,6 +17,8 @@ from .store import Op
 
 View = Callable[[Gate, Context], Generator[Any, Any, Decision]]
 CODES_SEP = "\n"
+# Pages a signed-in user whose 2FA is on may use before passing it: the ways of passing it.
+BEFORE_VERIFY: set[str] = {"/verify", "/verify/backup"}
 
 
 def dispatch(gate: Gate, ctx: Context) -> Op[Decision]:
@@ -32,10 +34,14 @@ def dispatch(gate: Gate, ctx: Context) -> Op[Decision]:
         session = ctx.session
         if session is None or not csrf.valid(session.csrf, ctx.req.form.get(csrf.FIELD)):
             yield from gate.ensure_session(ctx)
+            if ctx.req.wants_json():  # the passkey steps (``views_passkeys``) are fetched by script
+                return gate.json(400, {"error": "csrf", "message": "The page expired. Please reload it."})
             return page(gate, ctx, "mfa_message.html", 400, title="Please try again",
                              message="The form expired or did not come from this site. Please try again.",
                              link=ctx.base + sub)
-    if sub not in ("/verify", "/verify/backup") and ctx.enabled and not ctx.verified:
+    if sub not in BEFORE_VERIFY and ctx.enabled and not ctx.verified:
+        if ctx.req.wants_json():
+            return gate.json(401, {"error": "mfa_required", "verify_url": f"{ctx.base}/verify"})
         return gate.redirect(f"{ctx.base}/verify?next={ctx.base}{sub}")
     if ctx.enabled and not ctx.verified and ctx.session is not None:
         # A backup code this session used while the session write after it failed (see USE_BACKUP): the
@@ -60,7 +66,7 @@ def verify_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) ->
         return gate.redirect(_next(ctx))
     session = yield from gate.ensure_session(ctx)
     return page(gate, ctx, "mfa_verify.html", status, csrf=session.csrf, next=_next(ctx), error=error,
-                     remember_days=gate.remember_days)
+                     remember_days=gate.remember_days, totp=ctx.totp, passkeys=ctx.passkeys)
 
 
 def _failure(outcome_reason: str, retry: float) -> tuple[str, int]:
@@ -120,7 +126,7 @@ def security_page(gate: Gate, ctx: Context, notice: str = "", error: str = "", s
 
 
 def setup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
-    if ctx.enabled:
+    if ctx.totp:
         return gate.redirect(f"{ctx.base}/security")
     session = yield from gate.ensure_session(ctx)
     seed = yield from gate.twofactor.begin_enrollment(ctx.account, session.sid)
@@ -136,7 +142,7 @@ def _password_error(reason: str) -> tuple[str, int]:
 
 
 def setup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
-    if ctx.enabled:
+    if ctx.totp:
         return gate.redirect(f"{ctx.base}/security")
     reason = yield from gate.check_password(ctx, ctx.req.form.get("password", ""))
     if reason:
@@ -148,6 +154,8 @@ def setup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
     st = yield from gate.twofactor.status(ctx.account)
     ctx.enabled, ctx.epoch = True, st.epoch
     yield from gate.mark_verified(ctx, "totp")
+    if not codes:  # 2FA was already on with a passkey: the backup codes stay as they were
+        return (yield from security_page(gate, ctx, notice="Your authenticator app is set up."))
     return (yield from _show_codes_next(gate, ctx, codes))
 
 
@@ -253,3 +261,6 @@ VIEWS: dict[tuple[str, str], View] = {
     ("GET", "/security-question"): question_page,
     ("POST", "/security-question"): question_submit,
 }
+
+# Passkeys (issue 22) live in their own module, which adds its pages to VIEWS.
+from . import views_passkeys  # noqa: E402, F401
