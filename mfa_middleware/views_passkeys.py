@@ -127,7 +127,8 @@ def authenticate(gate: Gate, ctx: Context) -> Op[Decision]:
 
 # -- rename and remove -----------------------------------------------------------------------------
 def rename(gate: Gate, ctx: Context) -> Op[Decision]:
-    name = clean_name(ctx.req.form.get("name", ""))
+    form = ctx.req.form
+    name = clean_name(form.get("new_name") or form.get("name", ""))  # the page sends new_name; name also works
     if not name:
         return (yield from passkeys_page(gate, ctx, error="Enter a name for the passkey.", status=400))
     done = yield from gate.passkeys.rename(ctx.account, ctx.req.form.get("credential_id", ""), name)

@@ -225,6 +225,10 @@ async def test_totp_and_passkeys_on_one_account(site: Site) -> None:
     assert (await use_passkey(b2, auth)).status_code == 200
     b3 = await fresh_login(site, "alice")
     assert (await site.verify(b3, "alice")).status_code == 303
+    b4 = await fresh_login(site, "alice")  # the codes TOTP brought still work: none were issued again
+    r = await b4.get("/mfa/verify/backup")
+    r = await b4.post("/mfa/verify/backup", {"csrf_token": csrf_of(r.text), "backup_code": codes[0]})
+    assert r.status_code == 200
     # Removing the passkey leaves TOTP on; disabling removes every passkey and frees its id.
     token = await csrf(b, "/mfa/passkeys")
     r = await b.post("/mfa/passkeys/remove", {"csrf_token": token, "credential_id": auth.id, "password": "wrong"})
