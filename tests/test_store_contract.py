@@ -333,3 +333,27 @@ async def test_a_credential_id_goes_to_one_account_under_concurrency(runner: Run
     assert len(holders) == 1
     await runner.run(pk.twofactor.disable(holders[0]))
     assert isinstance(await _register(runner, pk, "newcomer", SoftAuthenticator(credential_id=shared)), Added)
+
+
+@pytest.fixture(scope="module", params=["cluster", "sentinel"])
+def replicated_url(request: pytest.FixtureRequest) -> Any:
+    from tests.servers import RedisCluster, RedisSentinelSetup
+
+    server: Any = RedisCluster().start() if request.param == "cluster" else RedisSentinelSetup().start()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
+
+
+async def test_passkey_steps_on_cluster_and_sentinel(replicated_url: str) -> None:
+    """The passkey scripts keep to one slot each (the account's hash tag; a credential id's owner alone in
+    its own), so Redis Cluster runs them; Sentinel's primary the same."""
+    for store in (open_store(replicated_url, prefix="pk0"), open_async_store(replicated_url, prefix="pk1")):
+        runner = Runner(store)
+        try:
+            await test_passkey_steps(runner)
+            await test_one_assertion_once_under_concurrency(runner)
+            await test_a_credential_id_goes_to_one_account_under_concurrency(runner)
+        finally:
+            await store.close() if isinstance(store, AsyncStore) else store.close()
