@@ -396,10 +396,10 @@ class Passkeys:
         digests = [self.twofactor.backup_hasher.digest(account_id, c) for c in codes]
         keys = (self._k(account_id, "mfa"), *self._parts(account_id)[:3], self._k(account_id, "backup"))
         state, epoch = yield Eval(ADD, keys, (cid, data, name, verified.sign_count, now, MAX_PASSKEYS, *digests))
+        if int(state) == -1:  # already this account's: its claim stays
+            raise PasskeyError("taken", "This passkey is already registered to your account.", 409)
         if int(state) < 0:
             yield from self._release(account_id, [cid])
-            if int(state) == -1:
-                raise PasskeyError("taken", "This passkey is already registered to your account.", 409)
             raise PasskeyError("too_many", f"An account can have {MAX_PASSKEYS} passkeys at most.", 409)
         self.twofactor.audit("webauthn_added", account_id, credential=cid[:16], name=name)
         if int(state) == 1:

@@ -19,6 +19,8 @@ View = Callable[[Gate, Context], Generator[Any, Any, Decision]]
 CODES_SEP = "\n"
 # Pages a signed-in user whose 2FA is on may use before passing it: the ways of passing it.
 BEFORE_VERIFY: set[str] = {"/verify", "/verify/backup"}
+# Pages fetched by script that answer JSON whatever the Accept header says (the passkey steps).
+JSON_PAGES: set[str] = set()
 
 
 def dispatch(gate: Gate, ctx: Context) -> Op[Decision]:
@@ -34,13 +36,13 @@ def dispatch(gate: Gate, ctx: Context) -> Op[Decision]:
         session = ctx.session
         if session is None or not csrf.valid(session.csrf, ctx.req.form.get(csrf.FIELD)):
             yield from gate.ensure_session(ctx)
-            if ctx.req.wants_json():  # the passkey steps (``views_passkeys``) are fetched by script
+            if sub in JSON_PAGES or ctx.req.wants_json():
                 return gate.json(400, {"error": "csrf", "message": "The page expired. Please reload it."})
             return page(gate, ctx, "mfa_message.html", 400, title="Please try again",
                              message="The form expired or did not come from this site. Please try again.",
                              link=ctx.base + sub)
     if sub not in BEFORE_VERIFY and ctx.enabled and not ctx.verified:
-        if ctx.req.wants_json():
+        if sub in JSON_PAGES or ctx.req.wants_json():
             return gate.json(401, {"error": "mfa_required", "verify_url": f"{ctx.base}/verify"})
         return gate.redirect(f"{ctx.base}/verify?next={ctx.base}{sub}")
     if ctx.enabled and not ctx.verified and ctx.session is not None:

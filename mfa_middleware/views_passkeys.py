@@ -168,3 +168,5 @@ views.VIEWS.update({
     ("POST", "/passkeys/remove"): remove,
 })
 views.BEFORE_VERIFY.update({"/passkeys/authenticate/options", "/passkeys/authenticate"})
+views.JSON_PAGES.update({"/passkeys/register/options", "/passkeys/register", "/passkeys/authenticate/options",
+                         "/passkeys/authenticate"})
