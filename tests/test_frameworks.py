@@ -65,7 +65,11 @@ def django_ready() -> Iterator[None]:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        get_user_model()._default_manager.create_user(username="alice", password=PASSWORD)
+        # Django's settings (and so its database) are set up once per process: a second module using this
+        # fixture finds alice already there, maybe with a password a test here changed.
+        alice, _ = get_user_model()._default_manager.get_or_create(username="alice")
+        alice.set_password(PASSWORD)
+        alice.save()
         os.environ.pop("DJANGO_DB")
 
     # Off the event loop's thread: Django refuses ORM calls where a loop is running.
