@@ -8,10 +8,10 @@ signature); this module keeps the state. Each change is one Lua script over the 
 Per account (``Keys.account(id, part)``): ``wa:cred`` hash (credential id, base64url -> JSON: public key, RP id,
 when added, device type, backed up, transports), ``wa:name`` (id -> name), ``wa:count`` (id -> sign count),
 ``wa:used`` (id -> when last used, ms); the ``mfa`` hash's ``passkeys`` field counts them, so the gate reads
-"2FA on" (a seed or a passkey) in the one HMGET it already makes. ``wa:ch:<sha256 of challenge>``: one pending
-challenge each, for 5 minutes, its value ``purpose|session digest|expiry ms|payload`` (neither the challenge nor the
-session id is stored in the clear). Outside the account's slot, ``wa:{c:<sha256 of credential id>}`` names the
-one account a credential id belongs to (``account|ms``).
+"2FA on" (a seed or a passkey) in the one HMGET it already makes. ``wa:ch:<purpose>:<session digest>``: the
+gate session's pending challenge, for 5 minutes, its value ``sha256 of the challenge|expiry ms|payload`` (neither
+the challenge nor the session id is stored in the clear). Outside the account's slot,
+``wa:{c:<sha256 of credential id>}`` names the one account a credential id belongs to (``account|ms``).
 """
 
 from __future__ import annotations
@@ -66,21 +66,20 @@ CLAIM_GRACE_MS = 5 * 60 * 1000  # a claim younger than this is honoured even bef
 PARTS = ("wa:cred", "wa:name", "wa:count", "wa:used")
 REGISTER, AUTHENTICATE = "reg", "auth"
 
-# KEYS[1] the challenge, KEYS[2] wa:cred, KEYS[3] wa:count; ARGV binding ("purpose|session digest"), credential
-# id ('' when none is asked for), now (ms, the gate's clock: the key's own PX only cleans up). Exactly one
-# request takes a challenge: the first to run this with the right binding (another session's request leaves
-# it alone). 0 when there is none (used, expired, not this session's); else {payload, credential JSON or '',
-# sign count}.
+# KEYS[1] the session's pending challenge for this purpose, KEYS[2] wa:cred, KEYS[3] wa:count; ARGV the
+# SHA-256 of the challenge the answer signed, credential id ('' when none is asked for), now (ms, the gate's
+# clock: the key's own PX only cleans up). Exactly one request takes a challenge: the first to run this with
+# it. 0 when there is none (used, expired, never given to this session, or since replaced by a newer one; a
+# wrong one leaves the pending one alone); else {payload, credential JSON or '', sign count}.
 CONSUME = Script(
     "mfa_webauthn_consume",
     """
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
-local bound = ARGV[1] .. '|'
-if string.sub(v, 1, #bound) ~= bound then return 0 end
+local digest, expires, payload = string.match(v, '^(%x+)|(%d+)|(.*)$')
+if digest ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-local expires, payload = string.match(string.sub(v, #bound + 1), '^(%d+)|(.*)$')
-if not expires or tonumber(expires) <= tonumber(ARGV[3]) then return 0 end
+if tonumber(expires) <= tonumber(ARGV[3]) then return 0 end
 if ARGV[2] == '' then return {payload, '', '0'} end
 return {payload, redis.call('HGET', KEYS[2], ARGV[2]) or '', redis.call('HGET', KEYS[3], ARGV[2]) or '0'}
 """,
@@ -290,6 +289,11 @@ def _session_digest(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()[:32]
 
 
+def _digest(challenge: bytes) -> str:
+    # Only a digest of a challenge is stored: whoever reads the store learns nothing to answer with.
+    return hashlib.sha256(challenge).hexdigest()
+
+
 def _challenge_of(client_data_json: bytes) -> bytes:
     return parse_client_data_json(client_data_json).challenge
 
@@ -306,8 +310,10 @@ class Passkeys:
     def _parts(self, account_id: str) -> tuple[str, ...]:
         return tuple(self._k(account_id, p) for p in PARTS)
 
-    def _challenge_key(self, account_id: str, challenge: bytes) -> str:
-        return self._k(account_id, "wa:ch:" + hashlib.sha256(challenge).hexdigest()[:40])
+    def _challenge_key(self, account_id: str, purpose: str, sid: str) -> str:
+        # One pending challenge per gate session and purpose (a new one replaces it): what a session can make
+        # the store keep is bounded, and a challenge can only be answered in the session it was given to.
+        return self._k(account_id, f"wa:ch:{purpose}:{_session_digest(sid)}")
 
     def user_handle(self, account_id: str) -> bytes:
         # Stable per account, and neither the account id nor anything else a person would recognise (the spec
@@ -331,16 +337,15 @@ class Passkeys:
     # -- challenges --------------------------------------------------------------------------------
     def _new_challenge(self, account_id: str, purpose: str, sid: str, payload: str) -> Op[bytes]:
         challenge = secrets.token_bytes(32)
-        value = f"{purpose}|{_session_digest(sid)}|{self._now_ms() + CHALLENGE_TTL_MS}|{payload}"
-        yield cmd("SET", self._challenge_key(account_id, challenge), value, "PX", CHALLENGE_TTL_MS)
+        value = f"{_digest(challenge)}|{self._now_ms() + CHALLENGE_TTL_MS}|{payload}"
+        yield cmd("SET", self._challenge_key(account_id, purpose, sid), value, "PX", CHALLENGE_TTL_MS)
         return challenge
 
     def _consume(self, account_id: str, purpose: str, sid: str, challenge: bytes,
                  credential_id: str = "") -> Op[tuple[str, str, int] | None]:
-        keys = (self._challenge_key(account_id, challenge), self._k(account_id, "wa:cred"),
+        keys = (self._challenge_key(account_id, purpose, sid), self._k(account_id, "wa:cred"),
                 self._k(account_id, "wa:count"))
-        found = yield Eval(CONSUME, keys, (f"{purpose}|{_session_digest(sid)}", credential_id,
-                                        self._now_ms()))
+        found = yield Eval(CONSUME, keys, (_digest(challenge), credential_id, self._now_ms()))
         if not found:
             return None
         payload, cred, count = found
