@@ -53,6 +53,8 @@ def show_fields(store: Store, account_id: str) -> dict[str, object]:
     return {
         "two_factor": "on" if st.enabled else "off",
         "backup_codes_left": st.backup_codes_left,
+        "authenticator_app": st.totp,
+        "passkeys": st.passkeys,  # reset-2fa removes them too
         "locked_until": _iso(st.locked_until),
         "security_question_set": st.security_question is not None,
         # The account is not locked, but its last attempt came from an address over its hourly cap.

@@ -23,6 +23,7 @@ from .clientip import ClientAddress
 from .confirmations import Confirmations
 from .crypto import SeedCipher, derive_key
 from .pages import Pages
+from .passkeys import Passkeys, RelyingParty
 from .passwords import OWASP, Argon2Profile, PasswordHasher
 from .paths import Exemptions, safe_next
 from .policy import Policy, PolicyFn, StepUp, fresh
@@ -127,6 +128,8 @@ class Context:
     session: GateSession | None
     cookies: list[str] = field(default_factory=list)
     base: str = ""  # the gate's pages as the browser reaches them: mount point + prefix
+    totp: bool = False  # the account's 2FA includes an authenticator app (``enabled``: that or a passkey)
+    passkeys: int = 0  # how many passkeys the account has (``passkeys.py``)
     due: float = math.inf  # when the session's ticket next times out or is re-issued (``Confirmations``)
     cacheable: bool = True  # False: this answer holds for this request only (a grace notice still owed)
 
@@ -166,6 +169,9 @@ class Gate:
         revocation_ttl: float = 1.0,
         content_security_policy: str = DEFAULT_CSP,
         trusted_proxies: Sequence[str] | None = None,
+        webauthn_user_verification: str = "preferred",
+        webauthn_rp_id: str | None = None,
+        webauthn_origins: Sequence[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not secret_key:
@@ -193,6 +199,10 @@ class Gate:
             throttle, audit, clock,
         )
         self.cipher = self.twofactor.cipher
+        # Passkeys (WebAuthn): a bad RP id / origins pair refuses to start here rather than fail every ceremony.
+        self.passkeys = Passkeys(keys, self.twofactor,
+                                 RelyingParty(webauthn_rp_id, webauthn_origins, webauthn_user_verification, issuer),
+                                 derive_key(secret_key, "webauthn-user-handle"), clock)
         self.sessions = Sessions(keys, secret_key, idle_timeout=idle_timeout,
                                  absolute_timeout=absolute_timeout, clock=clock)
         self.pages = Pages(template_dirs)
@@ -322,8 +332,10 @@ class Gate:
 
     def _context(self, req: Request) -> Op[Context]:
         account = req.identity or ""
-        seed, epoch = yield cmd("HMGET", self.twofactor.keys.account(account, "mfa"), "seed", "epoch")
-        ctx = Context(req, account, bool(seed), int(epoch or 0), None, base=req.root + self.prefix)
+        seed, epoch, passkeys = yield cmd("HMGET", self.twofactor.keys.account(account, "mfa"), "seed", "epoch",
+                                          "passkeys")
+        ctx = Context(req, account, bool(seed or passkeys), int(epoch or 0), None, base=req.root + self.prefix,
+                      totp=bool(seed), passkeys=int(passkeys or 0))
         raw = req.cookies.get(cookie_name(SESSION_COOKIE, req.https))
         ticket = self.sessions.loads(raw)
         if ticket:

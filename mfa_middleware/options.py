@@ -47,6 +47,9 @@ class GateOptions(TypedDict, total=False):
     revocation_ttl: float
     content_security_policy: str
     trusted_proxies: Sequence[str] | None
+    webauthn_user_verification: str
+    webauthn_rp_id: str | None
+    webauthn_origins: Sequence[str] | None
     clock: Callable[[], float]
 
 
@@ -60,4 +63,17 @@ def gate_and_store_url(
         raise ConfigError("the 2FA gate needs secret_key and encryption_keys "
                           "(or MFA_SECRET_KEY and MFA_ENCRYPTION_KEY in the environment)")
     url = redis_url if redis_url is not None else os.environ.get("REDIS_URL") or None
+    _passkey_settings_from_env(options)
     return Gate(keys=keys or Keys(), secret_key=secret, encryption_keys=enc, **options), url
+
+
+def _passkey_settings_from_env(options: GateOptions) -> None:
+    """``MFA_WEBAUTHN_RP_ID``, ``MFA_WEBAUTHN_ORIGINS`` (comma-separated) and ``MFA_WEBAUTHN_USER_VERIFICATION``
+    where the host app passed none: how an operator sets the origin of a site behind a proxy (docs/passkeys.md)."""
+    env = os.environ
+    if "webauthn_rp_id" not in options and env.get("MFA_WEBAUTHN_RP_ID", "").strip():
+        options["webauthn_rp_id"] = env["MFA_WEBAUTHN_RP_ID"].strip()
+    if "webauthn_origins" not in options and env.get("MFA_WEBAUTHN_ORIGINS", "").strip():
+        options["webauthn_origins"] = [o.strip() for o in env["MFA_WEBAUTHN_ORIGINS"].split(",") if o.strip()]
+    if "webauthn_user_verification" not in options and env.get("MFA_WEBAUTHN_USER_VERIFICATION", "").strip():
+        options["webauthn_user_verification"] = env["MFA_WEBAUTHN_USER_VERIFICATION"].strip()

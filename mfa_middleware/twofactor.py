@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import backup_codes, totp
+from . import backup_codes, passkeys, totp
 from .crypto import SeedCipher, SeedDecryptError
 from .metrics import LOCKOUTS, VERIFICATIONS
 from .passwords import PasswordHasher
@@ -37,15 +37,20 @@ HOUR_MS = 3600 * 1000
 DIRECT = "direct"  # the enrollment slot of callers without a gate session (scripts, tests): not the web pages
 
 # KEYS[1] mfa, KEYS[2] backup, KEYS[3] enroll; ARGV the session's enroll field, its value, seed token, step,
-# now, digests... Enabling discards every other session's pending seed with the hash.
+# now, digests... Enabling discards every other session's pending seed with the hash. Backup codes come with
+# the first factor only: with a passkey already on (``passkeys.py``) the account keeps its codes (returns 2).
 ENABLE = Script(
     "mfa_enable_session",
     """
 if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
 if redis.call('HEXISTS', KEYS[1], 'seed') == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'seed', ARGV[3], 'last_step', ARGV[4], 'enabled_at', ARGV[5])
+local had_passkeys = redis.call('HGET', KEYS[1], 'passkeys')
+redis.call('HSET', KEYS[1], 'seed', ARGV[3], 'last_step', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[3])
+if had_passkeys then return 2 end
+redis.call('HSET', KEYS[1], 'enabled_at', ARGV[5])
+redis.call('DEL', KEYS[2])
 for i = 6, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], '1') end
 return 1
 """,
@@ -55,22 +60,26 @@ return 1
 REGENERATE = Script(
     "mfa_regenerate",
     """
-if redis.call('HEXISTS', KEYS[1], 'seed') == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'seed') == 0 and not redis.call('HGET', KEYS[1], 'passkeys') then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3])
 for i = 1, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], '1') end
 return redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 """,
 )
 
-# KEYS[1] mfa, KEYS[2] backup, KEYS[3] enroll, KEYS[4] trust. Returns the new epoch.
+# KEYS[1] mfa, KEYS[2] backup, KEYS[3] enroll, KEYS[4] trust, KEYS[5..8] the passkeys (``passkeys.PARTS``).
+# Passkeys go too: 2FA off means no second factor of any kind. Returns {was on, new epoch, passkey ids...}.
 DISABLE = Script(
     "mfa_disable",
     """
 local was = redis.call('HEXISTS', KEYS[1], 'seed')
-redis.call('HDEL', KEYS[1], 'seed', 'last_step', 'enabled_at')
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-return {was, epoch}
+if redis.call('HGET', KEYS[1], 'passkeys') then was = 1 end
+local out = {was, 0}
+for _, id in ipairs(redis.call('HKEYS', KEYS[5])) do out[#out + 1] = id end
+redis.call('HDEL', KEYS[1], 'seed', 'last_step', 'enabled_at', 'passkeys')
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+out[2] = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+return out
 """,
 )
 
@@ -82,7 +91,7 @@ return {was, epoch}
 USE_BACKUP = Script(
     "mfa_use_backup",
     """
-if redis.call('HEXISTS', KEYS[1], 'seed') == 0 then return {0, 0} end
+if redis.call('HEXISTS', KEYS[1], 'seed') == 0 and not redis.call('HGET', KEYS[1], 'passkeys') then return {0, 0} end
 local used = redis.call('HDEL', KEYS[2], ARGV[1])
 if used == 1 and ARGV[2] ~= '0' then
   local epoch = redis.call('HGET', KEYS[1], 'epoch') or '0'
@@ -194,6 +203,8 @@ class Status:
     epoch: int
     blocked_by_address: str | None = None  # an address whose hourly cap refused this account's last attempt
     address_blocked_until: float | None = None
+    totp: bool = False  # an authenticator app is set up
+    passkeys: int = 0  # passkeys and security keys (``passkeys.py``); 2FA is on with either
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -204,6 +215,8 @@ class Status:
             "security_question_set": self.security_question is not None,
             "blocked_by_address": self.blocked_by_address,
             "address_blocked_until": self.address_blocked_until,
+            "totp": self.totp,
+            "passkeys": self.passkeys,
         }
 
 
@@ -271,11 +284,11 @@ class TwoFactor:
     # -- status ----------------------------------------------------------------------------------
     def status(self, account_id: str) -> Op[Status]:
         mfa, left, throttle = yield batch([
-            cmd("HMGET", self._k(account_id, "mfa"), "seed", "enabled_at", "question", "epoch"),
+            cmd("HMGET", self._k(account_id, "mfa"), "seed", "enabled_at", "question", "epoch", "passkeys"),
             cmd("HLEN", self._k(account_id, "backup")),
             cmd("HMGET", self._k(account_id, "throttle"), "until", "ip_blocked"),
         ])
-        seed, enabled_at, question, epoch = mfa
+        seed, enabled_at, question, epoch, keys = mfa
         until, ip_blocked = throttle
         now = self.clock()
         locked = float(until) / 1000 if until and float(until) / 1000 > now else None
@@ -283,14 +296,16 @@ class TwoFactor:
         address_blocked = (address, float(address_until) / 1000) if address and address_until.isdigit() \
             and float(address_until) / 1000 > now else None
         return Status(
-            enabled=bool(seed),
+            enabled=bool(seed or keys),
             enabled_at=float(enabled_at) if enabled_at else None,
-            backup_codes_left=int(left) if seed else 0,
+            backup_codes_left=int(left) if seed or keys else 0,
             locked_until=locked,
             security_question=question or None,
             epoch=int(epoch or 0),
             blocked_by_address=address_blocked[0] if address_blocked else None,
             address_blocked_until=address_blocked[1] if address_blocked else None,
+            totp=bool(seed),
+            passkeys=int(keys or 0),
         )
 
     # -- enrollment ------------------------------------------------------------------------------
@@ -338,8 +353,8 @@ class TwoFactor:
         done = yield Eval(ENABLE, keys, args)
         if not done:
             return None
-        self.audit("enabled", account_id)
-        return codes
+        self.audit("enabled", account_id, method="totp")
+        return codes if done == 1 else []  # [] : 2FA was already on (passkeys), the codes are unchanged
 
     # -- verification ----------------------------------------------------------------------------
     def _charge(self, account_id: str, ip: str) -> Op[float]:
@@ -469,11 +484,14 @@ class TwoFactor:
         return codes, int(epoch)
 
     def disable(self, account_id: str, by: str = "user") -> Op[int]:
-        """Turn 2FA off at once; returns the new epoch (which ends other sessions)."""
-        keys = tuple(self._k(account_id, p) for p in ("mfa", "backup", "enroll", "trust"))
-        was, epoch = yield Eval(DISABLE, keys, ())
+        """Turn 2FA off at once, passkeys included; returns the new epoch (which ends other sessions)."""
+        keys = tuple(self._k(account_id, p) for p in ("mfa", "backup", "enroll", "trust", *passkeys.PARTS))
+        was, epoch, *removed = yield Eval(DISABLE, keys, ())
         if was:
             self.audit("disabled", account_id, by=by)
+        for cid in removed:
+            self.audit("webauthn_removed", account_id, credential=str(cid)[:16], by=by)
+        yield from passkeys.release(self.keys, account_id, [str(c) for c in removed])
         return int(epoch)
 
     def reset(self, account_id: str) -> Op[bool]:

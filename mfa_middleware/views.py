@@ -20,6 +20,10 @@ from .store import Op
 
 View = Callable[[Gate, Context], Generator[Any, Any, Decision]]
 CODES_SEP = "\n"
+# Pages a signed-in user whose 2FA is on may use before passing it: the ways of passing it.
+BEFORE_VERIFY: set[str] = {"/verify", "/verify/backup"}
+# Pages fetched by script that answer JSON whatever the Accept header says (the passkey steps).
+JSON_PAGES: set[str] = set()
 
 
 def dispatch(gate: Gate, ctx: Context) -> Op[Decision]:
@@ -35,10 +39,14 @@ def dispatch(gate: Gate, ctx: Context) -> Op[Decision]:
         session = ctx.session
         if session is None or not csrf.valid(session.csrf, ctx.req.form.get(csrf.FIELD)):
             yield from gate.ensure_session(ctx)
+            if sub in JSON_PAGES or ctx.req.wants_json():
+                return gate.json(400, {"error": "csrf", "message": "The page expired. Please reload it."})
             return page(gate, ctx, "mfa_message.html", 400, title="Please try again",
                              message="The form expired or did not come from this site. Please try again.",
                              link=ctx.base + sub)
-    if sub not in ("/verify", "/verify/backup") and ctx.enabled and not ctx.verified:
+    if sub not in BEFORE_VERIFY and ctx.enabled and not ctx.verified:
+        if sub in JSON_PAGES or ctx.req.wants_json():
+            return gate.json(401, {"error": "mfa_required", "verify_url": f"{ctx.base}/verify"})
         return gate.redirect(f"{ctx.base}/verify?next={ctx.base}{sub}")
     if ctx.enabled and not ctx.verified and ctx.session is not None:
         # A backup code this session used while the session write after it failed (see USE_BACKUP): the
@@ -64,7 +72,7 @@ def _max_age(ctx: Context) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 and int(text) > 0 else None
 
 
-def _settled(gate: Gate, ctx: Context) -> bool:
+def settled(gate: Gate, ctx: Context) -> bool:
     """Nothing to prove here: 2FA off, or verified recently enough for the step-up that sent the user."""
     if not ctx.enabled:
         return True
@@ -80,11 +88,12 @@ def _prompt_query(ctx: Context) -> str:
 
 
 def verify_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
-    if _settled(gate, ctx):
+    if settled(gate, ctx):
         return gate.redirect(_next(ctx))
     session = yield from gate.ensure_session(ctx)
     return page(gate, ctx, "mfa_verify.html", status, csrf=session.csrf, next=_next(ctx), error=error,
-                remember_days=gate.remember_days, query=_prompt_query(ctx), step_up=ctx.verified)
+                remember_days=gate.remember_days, query=_prompt_query(ctx), step_up=ctx.verified, totp=ctx.totp,
+                passkeys=ctx.passkeys)
 
 
 def _failure(outcome_reason: str, retry: float, wrong: str) -> tuple[str, int]:
@@ -97,7 +106,7 @@ def _failure(outcome_reason: str, retry: float, wrong: str) -> tuple[str, int]:
 
 
 def verify_submit(gate: Gate, ctx: Context) -> Op[Decision]:
-    if _settled(gate, ctx):
+    if settled(gate, ctx):
         return gate.redirect(_next(ctx))
     outcome = yield from gate.twofactor.verify_code(ctx.account, ctx.req.form.get("code", ""), ctx.req.client_ip)
     if not outcome.ok:
@@ -113,7 +122,7 @@ def verify_submit(gate: Gate, ctx: Context) -> Op[Decision]:
 
 
 def backup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
-    if _settled(gate, ctx):
+    if settled(gate, ctx):
         return gate.redirect(_next(ctx))
     session = yield from gate.ensure_session(ctx)
     return page(gate, ctx, "mfa_verify_backup.html", status, csrf=session.csrf, next=_next(ctx), error=error,
@@ -121,7 +130,7 @@ def backup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) ->
 
 
 def backup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
-    if _settled(gate, ctx):
+    if settled(gate, ctx):
         return gate.redirect(_next(ctx))
     code = ctx.req.form.get("backup_code", "")
     session = yield from gate.ensure_session(ctx)
@@ -179,7 +188,7 @@ def security_page(gate: Gate, ctx: Context, notice: str = "", error: str = "", s
 
 
 def setup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
-    if ctx.enabled:
+    if ctx.totp:
         return gate.redirect(f"{ctx.base}/security")
     session = yield from gate.ensure_session(ctx)
     seed = yield from gate.twofactor.begin_enrollment(ctx.account, session.sid)
@@ -195,7 +204,7 @@ def _password_error(reason: str) -> tuple[str, int]:
 
 
 def setup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
-    if ctx.enabled:
+    if ctx.totp:
         return gate.redirect(f"{ctx.base}/security")
     reason = yield from gate.check_password(ctx, ctx.req.form.get("password", ""))
     if reason:
@@ -207,6 +216,8 @@ def setup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
     st = yield from gate.twofactor.status(ctx.account)
     ctx.enabled, ctx.epoch = True, st.epoch
     yield from gate.mark_verified(ctx, "totp")
+    if not codes:  # 2FA was already on with a passkey: the backup codes stay as they were
+        return (yield from security_page(gate, ctx, notice="Your authenticator app is set up."))
     return (yield from _show_codes_next(gate, ctx, codes))
 
 
@@ -318,3 +329,6 @@ VIEWS: dict[tuple[str, str], View] = {
     ("GET", "/security-question"): question_page,
     ("POST", "/security-question"): question_submit,
 }
+
+# Passkeys (issue 22) live in their own module, which adds its pages to VIEWS.
+from . import views_passkeys  # noqa: E402, F401

@@ -28,9 +28,12 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def django_ready() -> Iterator[None]:
-    """Django's settings and a migrated sqlite database in a temp dir, once per run (its settings are global)."""
+    """Django's settings and a migrated sqlite database in a temp dir, with the user alice (password reset).
+
+    Django's settings, and so its database, are set up once per process: a later module finds alice already
+    there, maybe with a password a test changed, so each module gets her back as she was."""
 
     def prepare() -> None:
         tmp = tempfile.mkdtemp(prefix="django-test-")
@@ -42,7 +45,9 @@ def django_ready() -> Iterator[None]:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        get_user_model()._default_manager.create_user(username="alice", password="correct horse battery")
+        alice, _ = get_user_model()._default_manager.get_or_create(username="alice")
+        alice.set_password("correct horse battery")
+        alice.save()
         os.environ.pop("DJANGO_DB")
 
     # Off the event loop's thread: Django refuses ORM calls where a loop is running.

@@ -14,11 +14,13 @@ import binascii
 from collections.abc import Iterator
 
 import redis
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from ddns_update.protocol import Answer
 from mfa_middleware.twofactor import normalize_answer
 from tests import ddns_harness
 from tests.gate_harness import PASSWORD, Site, backup_codes_of, csrf_of
+from tests.soft_authenticator import SoftAuthenticator
 
 ANSWER = "Fluffy McWhiskers of 1987"
 QUESTION = "Name of your first cat?"
@@ -142,6 +144,32 @@ async def test_no_secret_in_redis_after_full_scenario(redis_url: str) -> None:
         secrets[f"{user} TOTP seed"] = seed_forms(seed)
     assert site.store.run(site.app_gate().twofactor.check_answer("alice", ANSWER.upper()))  # type: ignore[attr-defined]
 
+    # -- passkeys: one added (2FA on), used, and a challenge left pending; none of its secrets may be stored:
+    # the gate session ids the challenges are bound to, the challenges, the authenticator's private key ------
+    gate = site.app_gate()  # type: ignore[attr-defined]
+    session_ids: dict[str, set[str]] = {}
+    auth = SoftAuthenticator()
+    raw_key = auth.key.private_numbers().private_value.to_bytes(32, "big")
+    secrets["passkey private key"] = encodings(raw_key.hex()) | {raw_key.decode("latin-1")} | encodings(
+        auth.key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption()).hex())
+    site.add_account("dave")
+    for step in range(3):
+        dave = site.browser("http://localhost")
+        await dave.login("dave")
+        page = "/mfa/passkeys" if step == 0 else "/mfa/verify"
+        token = csrf_of((await dave.get(page)).text)
+        ticket = gate.sessions.loads(dave.cookie("mfa_session"))
+        # (The session records themselves are keyed by their id, by design: only the passkey keys are held to this.)
+        session_ids[f"dave session {step}"] = encodings(ticket.sid) | encodings(dave.cookie("mfa_session") or "")
+        kind = "register" if step == 0 else "authenticate"
+        r = await dave.post(f"/mfa/passkeys/{kind}/options", {"csrf_token": token, "name": "laptop"})
+        options = r.json()["publicKey"]
+        secrets[f"dave challenge {step}"] = encodings(options["challenge"])
+        if step < 2:  # the last one stays pending
+            answer = auth.create(options) if step == 0 else auth.get(options)
+            r = await dave.post(f"/mfa/passkeys/{kind}", {"csrf_token": token, "credential": answer})
+            assert r.status_code == 200, r.text
+
     # -- the update endpoint: an account with hosts, groups created and rotated, updates ----------------------
     ddns = ddns_harness.Site(redis_url, "asgi")
     try:
@@ -178,5 +206,7 @@ async def test_no_secret_in_redis_after_full_scenario(redis_url: str) -> None:
     print(f"\nsecrets at rest: {len(keys)} keys, {len(entries)} keys/fields/values searched for "
           f"{sum(len(f) for f in secrets.values())} encodings of {len(secrets)} secrets")
     assert len(keys) >= 20 and {b"hash", b"string"} <= kinds, (len(keys), kinds)
-    found = leaks(entries, secrets)
+    for part in (b":wa:cred", b":wa:count", b":wa:used", b":wa:ch:", b"wa:{c:"):  # the passkey keys were searched
+        assert any(part in k for k in keys), part
+    found = leaks(entries, secrets) + leaks([e for e in entries if b"wa:" in e[0]], session_ids)
     assert not found, "\n".join(found[:20])

@@ -236,3 +236,124 @@ def test_memory_ttl_sweep_frees_memory() -> None:
     for _ in range(400):
         store.run(one("PING"))
     assert len(memory.server.data) < 200
+
+
+# -- passkeys (WebAuthn): the same steps on every driver ----------------------------
+def _passkeys(runner: Runner, clock: Callable[[], float] = time.time) -> Any:
+    from mfa_middleware.backup_codes import BackupCodeHasher
+    from mfa_middleware.crypto import SeedCipher
+    from mfa_middleware.passkeys import Passkeys, RelyingParty
+    from mfa_middleware.passwords import FAST, PasswordHasher
+    from mfa_middleware.twofactor import ThrottlePolicy, TwoFactor
+
+    tf = TwoFactor(runner.keys, SeedCipher(["contract-encryption-key-0123"]), BackupCodeHasher(b"k" * 32),
+                   PasswordHasher(FAST), throttle=ThrottlePolicy(free_failures=1000), clock=clock)
+    return Passkeys(runner.keys, tf, RelyingParty(None, None, "preferred", "t"), b"u" * 32, clock)
+
+
+def _attempt(op: Op[Any]) -> Op[Any]:
+    """``op``'s result, or the PasskeyError it raised (as a value: concurrent callers are counted)."""
+    from mfa_middleware.passkeys import PasskeyError
+
+    try:
+        return (yield from op)
+    except PasskeyError as exc:
+        return exc
+
+
+async def _register(runner: Runner, pk: Any, account: str, auth: Any, sid: str = "s1") -> Any:
+    options = await runner.run(pk.registration_options(account, sid, "localhost", account, "key"))
+    return await runner.run(_attempt(pk.register(account, sid, "localhost", ["http://localhost"],
+                                                 auth.create(options))))
+
+
+async def test_passkey_steps(runner: Runner) -> None:
+    from mfa_middleware.passkeys import Added, PasskeyError
+    from tests.soft_authenticator import SoftAuthenticator
+
+    now = [time.time()]
+    pk = _passkeys(runner, lambda: now[0])
+    auth = SoftAuthenticator()
+    added = await _register(runner, pk, "alice", auth)
+    assert isinstance(added, Added) and added.turned_on and len(added.codes) == 10
+    assert [p.name for p in await runner.run(pk.list("alice"))] == ["key"]
+    status = await runner.run(pk.twofactor.status("alice"))
+    assert status.enabled and status.passkeys == 1 and not status.totp and status.backup_codes_left == 10
+
+    async def login(sid: str = "s2", **lie: Any) -> Any:
+        options = await runner.run(pk.authentication_options("alice", sid, "localhost"))
+        return await runner.run(_attempt(pk.authenticate("alice", sid, "localhost", ["http://localhost"],
+                                                         auth.get(options, **lie))))
+
+    assert await login() == auth.id
+    assert isinstance(await login(sign_count=1), PasskeyError)  # the counter went back
+    options = await runner.run(pk.authentication_options("alice", "s2", "localhost"))
+    now[0] += 301  # past the challenge's 5 minutes
+    late = await runner.run(_attempt(pk.authenticate("alice", "s2", "localhost", ["http://localhost"],
+                                                     auth.get(options))))
+    assert isinstance(late, PasskeyError) and late.code == "challenge"
+    assert await login() == auth.id
+    assert await runner.run(pk.rename("alice", auth.id, "blue")) is True
+    assert await runner.run(pk.rename("alice", "nope", "blue")) is False
+    assert await runner.run(pk.remove("alice", auth.id)) == (2, added.epoch + 1)  # the last factor: 2FA off
+    status = await runner.run(pk.twofactor.status("alice"))
+    assert not status.enabled and status.passkeys == 0 and status.backup_codes_left == 0
+
+
+async def test_one_assertion_once_under_concurrency(runner: Runner) -> None:
+    from tests.soft_authenticator import SoftAuthenticator
+
+    pk, auth = _passkeys(runner), SoftAuthenticator()
+    await _register(runner, pk, "alice", auth)
+    options = await runner.run(pk.authentication_options("alice", "s2", "localhost"))
+    answer = auth.get(options)
+    results = await runner.concurrently(50, lambda: _attempt(pk.authenticate(
+        "alice", "s2", "localhost", ["http://localhost"], answer)))
+    assert results.count(auth.id) == 1
+
+
+async def test_a_credential_id_goes_to_one_account_under_concurrency(runner: Runner) -> None:
+    from mfa_middleware.passkeys import Added
+    from tests.soft_authenticator import SoftAuthenticator
+
+    pk = _passkeys(runner)
+    shared = SoftAuthenticator().credential_id
+    accounts = [f"user{i}" for i in range(10)]
+    pending = []
+    for account in accounts:
+        auth = SoftAuthenticator(credential_id=shared)
+        options = await runner.run(pk.registration_options(account, "s", "localhost", account, "key"))
+        pending.append((account, auth.create(options)))
+    answers = iter(pending)
+    results = await runner.concurrently(10, lambda: (lambda a: _attempt(pk.register(
+        a[0], "s", "localhost", ["http://localhost"], a[1])))(next(answers)))
+    assert sum(isinstance(r, Added) for r in results) == 1
+    # Disabling 2FA frees the id: another account may register it then.
+    holders = [a for a in accounts if await runner.run(pk.list(a))]
+    assert len(holders) == 1
+    await runner.run(pk.twofactor.disable(holders[0]))
+    assert isinstance(await _register(runner, pk, "newcomer", SoftAuthenticator(credential_id=shared)), Added)
+
+
+@pytest.fixture(scope="module", params=["cluster", "sentinel"])
+def replicated_url(request: pytest.FixtureRequest) -> Any:
+    from tests.servers import RedisCluster, RedisSentinelSetup
+
+    server: Any = RedisCluster().start() if request.param == "cluster" else RedisSentinelSetup().start()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
+
+
+async def test_passkey_steps_on_cluster_and_sentinel(replicated_url: str) -> None:
+    """The passkey scripts keep to one slot each (the account's hash tag; a credential id's owner alone in
+    its own), so Redis Cluster runs them; Sentinel's primary the same."""
+    for store in (open_store(replicated_url, prefix="pk0"), open_async_store(replicated_url, prefix="pk1")):
+        runner = Runner(store)
+        try:
+            await test_passkey_steps(runner)
+            await test_one_assertion_once_under_concurrency(runner)
+            await test_a_credential_id_goes_to_one_account_under_concurrency(runner)
+        finally:
+            await store.close() if isinstance(store, AsyncStore) else store.close()
