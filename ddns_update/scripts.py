@@ -25,7 +25,7 @@ ARG_ORDER = (
 )
 UPDATE_KEYS = ("account", "hosts", "cred", "group", "abuse", "nochg", "faults", "cred_fails", "cred_seen", "iids")
 
-_PRELUDE = f"local {', '.join(ARG_ORDER)} = unpack(ARGV, 1, {len(ARG_ORDER)})\n"
+_PRELUDE = f"local {', '.join(ARG_ORDER)} = (unpack or table.unpack)(ARGV, 1, {len(ARG_ORDER)})\n"
 
 # The failure throttle (credentials.py says why these limits): the ``cred_fails`` hash holds, per window,
 # ``LOGIN`` -> failures from addresses that have not proven the login and ``LOGIN ADDRESS`` -> failures from

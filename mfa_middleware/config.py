@@ -65,7 +65,9 @@ class Settings:
             host=env.get("HOST", "127.0.0.1"),
             port=_int(env, "PORT", 8000),
             demo_seed=env.get("DEMO_SEED", "1").strip() not in ("0", "", "no", "false"),
-            trusted_proxies=_split(env.get("DDNS_TRUSTED_PROXIES", "")),
+            # TRUSTED_PROXIES is the name shared by the gate and the update endpoint; the older
+            # DDNS_TRUSTED_PROXIES is read when it is not set.
+            trusted_proxies=_split(env.get("TRUSTED_PROXIES") or env.get("DDNS_TRUSTED_PROXIES", "")),
             dns_backend=env.get("DDNS_DNS_BACKEND", "store").strip() or "store",
             dns_server=env.get("DDNS_DNS_SERVER", "").strip(),
             dns_zones=_split(env.get("DDNS_DNS_ZONES", "")),
