@@ -136,12 +136,15 @@ async def test_one_address_across_many_logins_is_capped(redis_url: str) -> None:
         await site.close()
 
 
-async def test_two_instances_share_the_counts(redis_url: str) -> None:
+@pytest.mark.parametrize("lane", ["warm", "cold"])
+async def test_two_instances_share_the_counts(redis_url: str, lane: str) -> None:
     one = Site(redis_url, "asgi")
     other = Site(redis_url, "wsgi")
     try:
         one.account("alice", hosts=[HOST])
         assert await one.text(UPDATE, at=OWNER) == "good 192.0.2.1\n"
+        if lane == "cold":
+            go_cold(one)
         compared = 0
         for _ in range(15):
             compared += await guesses(one, 1, ATTACKER) + await guesses(other, 1, ATTACKER)
