@@ -20,9 +20,10 @@ The failure throttle comes before every comparison, cached or slow, and a thrott
   cannot read it: it is checked (a second step) only when the address has not proven the login, which is
   every guess and a router's first update after its address changed.
 
-Login and per-login-address counters live in the account's slot (``{a:ID}:cred_fails``, ``{a:ID}:cred_seen``),
-read by the update script in the same round trip. Unknown logins have no slot: their name and the address
-are counted in shared keys, before the dummy verify that makes them cost what a known login costs.
+Login and per-login-address counters (``{a:ID}:cred_fails``) and the addresses that proved each login (in the
+credential cache, ``{a:ID}:cred``) live in the account's slot, read by the update script in the same round trip.
+Unknown logins have no slot: their name and the address are counted in shared keys, before the dummy verify
+that makes them cost what a known login costs.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ class Credentials:
         value = f"{self.verifier(login.name, password)}|{epoch}|{now_ms + self.policy.cache_ttl_ms}"
         acct = login.account_id
         keys = (self.keys.account(acct), self.keys.account(acct, "cred"), self.group_key(login),
-                self.keys.account(acct, "cred_fails"), self.keys.account(acct, "cred_seen"))
+                self.keys.account(acct, "cred_fails"))
         return Eval(STORE_VERIFIER, keys, (login.name, login.kind, epoch, value, client, "1" if charged else "0",
                                            str(now_ms // 1000), str(self.policy.known_ms), str(self.policy.known_max)))
 

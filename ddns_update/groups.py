@@ -117,8 +117,8 @@ return login
 """,
 )
 
-# KEYS 1 groups index, 2 group, 3 credential cache, 4 abuse flags, 5 fault counters, 6 addresses that proved
-# a login (a login made again later starts with none); ARGV name.
+# KEYS 1 groups index, 2 group, 3 credential cache (the verifier and the addresses that proved the login: a
+# login made again later starts with none), 4 abuse flags, 5 fault counters; ARGV name.
 # Leaves a tombstone (the group hash with only its login): the login claim is in another slot and is
 # released in a later step, and a claim pointing at a *missing* group made the update endpoint re-resolve
 # until it gave up with 911. A claim pointing at a tombstone answers badauth (scripts.UPDATE); PURGE
@@ -133,7 +133,7 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[3], login)
 redis.call('HDEL', KEYS[4], login)
 redis.call('HDEL', KEYS[5], login)
-redis.call('HDEL', KEYS[6], login)
+redis.call('HDEL', KEYS[3], login .. '\\tseen')
 return login
 """,
 )
@@ -226,7 +226,7 @@ class Groups:
     def delete(self, account_id: str, name: str) -> Op[str]:
         name = group_name(name)
         keys = (self._k(account_id, "groups"), self._k(account_id, "group:" + name), self._k(account_id, "cred"),
-                self._k(account_id, "abuse"), self._k(account_id, "faults"), self._k(account_id, "cred_seen"))
+                self._k(account_id, "abuse"), self._k(account_id, "faults"))
         login = yield Eval(DELETE, keys, (name,))
         if not login:
             raise GroupRefused(_explain("nogroup", account_id, name))

@@ -23,16 +23,18 @@ ARG_ORDER = (
     "verifier", "now_ms", "ipv4", "ipv6", "offline", "history_tail", "agent_ok", "now_s",
     "client", "vetted", "prefix", "v6map",
 )
-UPDATE_KEYS = ("account", "hosts", "cred", "group", "abuse", "nochg", "faults", "cred_fails", "cred_seen", "iids")
+UPDATE_KEYS = ("account", "hosts", "cred", "group", "abuse", "nochg", "faults", "cred_fails", "iids")
 
 _PRELUDE = f"local {', '.join(ARG_ORDER)} = (unpack or table.unpack)(ARGV, 1, {len(ARG_ORDER)})\n"
 
 # The failure throttle (credentials.py says why these limits): the ``cred_fails`` hash holds, per window,
 # ``LOGIN`` -> failures from addresses that have not proven the login and ``LOGIN ADDRESS`` -> failures from
-# that address; the ``cred_seen`` hash holds ``LOGIN`` -> "EPOCH\nADDRESS\tSECONDS\n..." (addresses that proved the
-# login under its current password, newest first). STORE_VERIFIER (the cold path's success) writes both
-# the same way: ``_KNOWN`` is shared by the two scripts.
+# that address. The credential cache (``cred`` hash) holds, beside ``LOGIN`` -> verifier, ``LOGIN<TAB>seen`` ->
+# "EPOCH\nADDRESS\tSECONDS\n..." (addresses that proved the login under its current password, newest first;
+# a login has no whitespace, so the field never names a login), read with the verifier in one call.
+# STORE_VERIFIER (the cold path's success) writes it the same way: ``_KNOWN`` is shared by the two scripts.
 _KNOWN = """
+local SEEN = '\\tseen'
 local function parse_seen(value, epoch)
   local list = {}
   if not value or string.sub(value, 1, #epoch + 1) ~= epoch .. '\\n' then return list end
@@ -41,10 +43,14 @@ local function parse_seen(value, epoch)
   end
   return list
 end
-local function seen_at(list, address, now, ttl)
-  for _, e in ipairs(list) do
-    if e[1] == address and now - e[2] < ttl then return e[2] end
-  end
+-- When ``address`` proved the login under ``epoch`` less than ``ttl`` seconds ago: that time, else nil. A plain
+-- search, no parse: this runs on every update.
+local function seen_at(value, epoch, address, now, ttl)
+  if not value or string.sub(value, 1, #epoch + 1) ~= epoch .. '\\n' then return nil end
+  local i = string.find(value, '\\n' .. address .. '\\t', #epoch + 1, true)
+  if not i then return nil end
+  local t = tonumber(string.match(value, '^%d+', i + #address + 2))
+  if t and now - t < ttl then return t end
   return nil
 end
 -- Puts ``address`` first with time ``now``; keeps at most ``max`` entries, none expired.
@@ -58,13 +64,13 @@ local function remember(key, login, epoch, list, address, now, ttl, max)
       n = n + 1
     end
   end
-  redis.call('HSET', key, login, table.concat(out))
+  redis.call('HSET', key, login .. SEEN, table.concat(out))
 end
 """
 
 # KEYS: UPDATE_KEYS: 1 account hash, 2 hosts hash, 3 credential cache, 4 group hash (account hash for
 #       account logins), 5 abuse flags (login -> reason), 6 nochg counters ("LOGIN HOST" -> n), 7 fault
-#       counters (login -> n), 8 failure throttle, 9 proven addresses, 10 IPv6 interface ids (host -> id).
+#       counters (login -> n), 8 failure throttle, 9 IPv6 interface ids (host -> id).
 # ARGV: ARG_ORDER, then the requested tokens: 'h:FQDN' or 't:TOKEN' (not an FQDN: maybe a group).
 # Returns {'ok', nlines, code, hosts, ... , host, old, new, ...} or one status (service.py acts on each):
 # 'stale' (login no longer maps here), 'denied' (a login that may not update), 'throttled' (over a failure
@@ -97,8 +103,10 @@ local now = tonumber(now_s)
 local pair = login .. ' ' .. client
 local fails = redis.call('HMGET', KEYS[8], login, pair)
 if (tonumber(fails[2]) or 0) >= tonumber(pair_limit) then return {'throttled'} end
-local seen = parse_seen(redis.call('HGET', KEYS[9], login), epoch)
-local proven_at = seen_at(seen, client, now, tonumber(known_ms) / 1000)
+-- One read for the cached verifier and the addresses that proved the login (``_KNOWN``).
+local cred = redis.call('HMGET', KEYS[3], login, login .. SEEN)
+local cached, seen = cred[1], cred[2]
+local proven_at = seen_at(seen, epoch, client, now, tonumber(known_ms) / 1000)
 if not proven_at then
   if (tonumber(fails[1]) or 0) >= tonumber(login_limit) then return {'throttled'} end
   if vetted ~= '1' then return {'vet'} end
@@ -112,7 +120,6 @@ local function miss()
 end
 -- The cache only ever says yes: anything but a match goes to the slow verify, which decides (and costs
 -- what a wrong password for an unknown login costs, so the answer's timing does not tell them apart).
-local cached = redis.call('HGET', KEYS[3], login)
 if not cached then return miss() end
 local c_ver, c_epoch, c_exp = string.match(cached, '^([^|]*)|([^|]*)|([^|]*)$')
 if c_epoch ~= epoch or (tonumber(c_exp) or 0) < tonumber(now_ms) then
@@ -128,7 +135,8 @@ if c_ver ~= verifier then
 end
 -- Proven: remember the address (refreshed once a day, not on every update).
 if not proven_at or now - proven_at > 86400 then
-  remember(KEYS[9], login, epoch, seen, client, now, tonumber(known_ms) / 1000, tonumber(known_max))
+  remember(KEYS[3], login, epoch, parse_seen(seen, epoch), client, now, tonumber(known_ms) / 1000,
+    tonumber(known_max))
 end
 if redis.call('HEXISTS', KEYS[5], login) == 1 then return {'abuse'} end
 
@@ -186,7 +194,7 @@ if prefix ~= '' then
   local ids, stale = {}, false
   for _, p in ipairs(plan) do
     for _, h in ipairs(p[1] and {} or p[2]) do
-      local id = redis.call('HGET', KEYS[10], h)
+      local id = redis.call('HGET', KEYS[9], h)
       if id then ids[#ids + 1] = h; ids[#ids + 1] = id end
       if (id or '') ~= (v6for[h] and v6for[h][1] or '') then stale = true end
     end
@@ -252,7 +260,7 @@ return out
 )
 
 # KEYS 1 account hash, 2 credential cache, 3 group hash (account hash for account logins), 4 failure
-# throttle, 5 proven addresses; ARGV login, kind, epoch the password was verified under, cached value,
+# throttle; ARGV login, kind, epoch the password was verified under, cached value,
 # client address, '1' when UPDATE counted the failure against the login's cap too, now (s), known_ms,
 # known_max. Refuses a stale epoch, so a verify that raced a password change or rotation never caches the
 # old password. Else caches the verifier, takes back the failure UPDATE counted before the slow verify, and
@@ -276,7 +284,7 @@ local function refund(field)
 end
 refund(login .. ' ' .. client)
 if charged == '1' then refund(login) end
-remember(KEYS[5], login, epoch, parse_seen(redis.call('HGET', KEYS[5], login), epoch), client, now,
+remember(KEYS[2], login, epoch, parse_seen(redis.call('HGET', KEYS[2], login .. SEEN), epoch), client, now,
   tonumber(ARGV[8]) / 1000, tonumber(ARGV[9]))
 return 1
 """,

@@ -384,7 +384,7 @@ class UpdateService:
         """
         base = self.keys.account(account_id, "")
         return (base + "account", base + "hosts", base + "cred", base + "group:" + group if group else base + "account",
-                base + "abuse", base + "nochg", base + "faults", base + "cred_fails", base + "cred_seen",
+                base + "abuse", base + "nochg", base + "faults", base + "cred_fails",
                 base + "iids"), base + "hist:"
 
     def _finish(self, login: Login, result: list[Any], end: int, target: _Target) -> Op[UpdateReply]:
