@@ -175,6 +175,13 @@ class Credentials:
         if ip:
             yield count(self._address_key(ip), -1, self.policy.window_ms)
 
+    def refuse(self, name: str, ip: str | None, address_counted: bool = False) -> Op[None]:
+        """A known login's throttled request: the claim read and the counts an unknown login's refusal makes
+        (``prove_unknown``), so that a refusal's timing does not tell a known login from an unknown one."""
+        yield cmd("GET", self.keys.login(name))
+        keys = [self._name_key(name), *([self._address_key(ip)] if ip and not address_counted else [])]
+        yield batch([count(k, 1, self.policy.window_ms) for k in keys])
+
     def prove_unknown(self, raw_login: str, password: str, ip: str | None) -> Op[None]:
         """A login no account or group holds: counted per name and address, then what a known login's wrong
         password costs (an account read, one argon2id verify) unless either is over its limit."""

@@ -287,6 +287,7 @@ class UpdateService:
                     return self._once(Answer.BADAGENT)
                 if not (yield from self.credentials.charge_address(client)):
                     CREDENTIAL_CACHE.inc("throttled")
+                    yield from self.credentials.refuse(login.name, client, address_counted=True)
                     return self._once(Answer.BADAUTH)
                 vetted = refund = True
             elif status == "miss":  # counted as a failure already; the slow verify decides
@@ -302,6 +303,7 @@ class UpdateService:
                 v6map = _v6map(target.prefix, result[1:])
             elif status == "throttled":
                 CREDENTIAL_CACHE.inc("throttled")
+                yield from self.credentials.refuse(login.name, client, address_counted=vetted)
                 return self._once(Answer.BADAUTH)
             else:
                 return self._once({"denied": Answer.BADAUTH, "abuse": Answer.ABUSE}.get(status, Answer.BADAGENT))

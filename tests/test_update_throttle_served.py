@@ -165,3 +165,27 @@ async def test_a_wrong_password_takes_as_long_for_a_known_login_as_for_an_unknow
     print(f"\n{adapter}: wrong password, median of {len(times['alice'])}: known warm login {known * 1000:.2f} ms, "
           f"unknown login {unknown * 1000:.2f} ms, ratio {ratio:.3f}")
     assert 0.9 <= ratio <= 1.1, ratio
+
+
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+async def test_throttled_refusals_of_known_and_unknown_logins(redis_url: str, adapter: str) -> None:
+    """Informative only (printed, nothing asserted on time): once throttled, a known login's refusal makes the
+    same store steps as an unknown login's (``Credentials.refuse``)."""
+    _accounts(redis_url, "alice")
+    service, _ = _service(redis_url)
+    with served(adapter, redis_url, service) as base:
+        async with _client(base, ROUTER) as client:
+            assert (await _update(client, "alice", PASSWORD, "192.0.2.1")).text == "good 192.0.2.1\n"
+        async with _client(base, "127.0.0.5") as client:
+            times: dict[str, list[float]] = {"alice": [], "nobody": []}
+            for i in range(70):
+                for login in ("alice", "nobody"):
+                    started = time.perf_counter()
+                    r = await _update(client, login, f"wrong-{i}", "192.0.2.1")
+                    elapsed = time.perf_counter() - started
+                    assert r.status_code == 401
+                    if i >= 20:  # past both limits: every one of these is refused unchecked
+                        times[login].append(elapsed)
+    known, unknown = statistics.median(times["alice"]), statistics.median(times["nobody"])
+    print(f"\n{adapter}: throttled, median of {len(times['alice'])}: known login {known * 1000:.2f} ms, unknown login "
+          f"{unknown * 1000:.2f} ms, ratio {known / unknown:.3f}")
