@@ -1,10 +1,13 @@
 """The update core: request facts in, protocol answer out, as one store operation.
 
 Both adapters (ASGI and WSGI, ``app.py``) hand in what they received and run ``UpdateService.update``
-with their store: the warm path is one round trip (the ``UPDATE`` script); a cold credential adds the
-throttle check, one argon2id verify (``Offload``) and the cached verifier; a changed record with a DNS
-backend adds the push (``Offload``: a worker thread on the ASGI path) and, for hosts whose push failed,
-a compare-and-set back to the previous record.
+with their store: the warm path is one round trip (the ``UPDATE`` script, which checks the login's failure
+throttle before it compares the cached verifier). An address that has not proven the login adds its own
+limit's count first (``vet``: a second step, the counter lives in another slot); a cold credential or a
+password the cache does not hold adds one argon2id verify (``Offload``), which decides, and on success the
+cached verifier; a prefix update whose hosts have IPv6 interface ids sends the step again with their
+addresses (``iids``); a changed record with a DNS backend adds the push (``Offload``: a worker thread on the
+ASGI path) and, for hosts whose push failed, a compare-and-set back to the previous record.
 """
 
 from __future__ import annotations
