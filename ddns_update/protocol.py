@@ -438,7 +438,7 @@ def _decode_credential(raw: bytes) -> str:
 
 
 def parse_trusted_proxies(value: str) -> list[IPNetwork]:
-    """Parse `DDNS_TRUSTED_PROXIES` (comma-separated CIDRs; empty means none)."""
+    """Parse `TRUSTED_PROXIES` / `DDNS_TRUSTED_PROXIES` (comma-separated CIDRs; empty means none)."""
     networks: list[IPNetwork] = []
     for item in (part.strip() for part in value.split(",")):
         if not item:
@@ -448,7 +448,8 @@ def parse_trusted_proxies(value: str) -> list[IPNetwork]:
             # is still a clear statement of which network the operator trusts.
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError as exc:
-            raise ValueError(f"DDNS_TRUSTED_PROXIES: {item!r} is not a CIDR network: {exc}") from None
+            raise ValueError(f"TRUSTED_PROXIES (or DDNS_TRUSTED_PROXIES): {item!r} is not a CIDR network: "
+                             f"{exc}") from None
     return networks
 
 
