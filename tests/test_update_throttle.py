@@ -168,6 +168,23 @@ async def test_an_address_proves_a_login_only_under_its_current_password(site: S
     assert site.hasher.calls == before
 
 
+@pytest.mark.parametrize("event", ["rotate", "delete and create again"])
+async def test_a_group_login_proves_an_address_only_under_its_current_password(site: Site, event: str) -> None:
+    group, password = site.group("alice", "home", [HOST], login="home-router")
+    assert await site.text(UPDATE, auth=(group.login, password), at=ATTACKER) == "nochg 192.0.2.1\n"  # leaked
+    if event == "rotate":
+        _, password = site.sync.run(site.groups.rotate("alice", "home"))
+    else:
+        site.sync.run(site.groups.delete("alice", "home"))
+        group, password = site.group("alice", "home", [HOST], login="home-router")  # same login, same version
+    for i in range(20):  # the login's cap is used up from elsewhere
+        await guesses(site, 1, f"198.51.100.{i + 1}", login=group.login)
+    before = site.hasher.calls
+    assert (await site.get(UPDATE, auth=(group.login, password), at=ATTACKER)).status_code == 401
+    assert site.hasher.calls == before
+    assert await site.text(UPDATE, at=OWNER) == "nochg 192.0.2.1\n"  # the account's own login is not affected
+
+
 async def test_one_logins_failures_never_throttle_another_login(site: Site) -> None:
     group, password = site.group("alice", "home", [HOST])
     assert await site.text(UPDATE, auth=(group.login, password), at=OWNER) == "nochg 192.0.2.1\n"
