@@ -12,6 +12,7 @@ ASGI path) and, for hosts whose push failed, a compare-and-set back to the previ
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -126,9 +127,16 @@ class QuickStep(NamedTuple):  # a tuple: built on every quick update
     addresses: str  # the address the answer reports ("203.0.113.7")
 
 
+@functools.lru_cache(maxsize=4096)  # a router's address repeats; ipaddress works in Python
 def _throttled_as(client: str) -> str:
-    """The client address as the failure throttle counts it: the address, or "" when there is none."""
-    return _safe(client)
+    """The client as the failure throttle counts it (and remembers where a login was proven): an IPv4
+    address; for IPv6 its /64, the one network a site gets and its hosts' addresses change within (privacy
+    addresses), so that neither an attacker with a /64 nor a router's next address is a stranger; anything
+    else as it came ("" when there is none)."""
+    address = parse_ip(client)
+    if isinstance(address, IPv6Address):
+        return str(IPv6Network((address, 64), strict=False))
+    return ip_text(address) if address is not None else _safe(client)
 
 
 def _v6map(prefix: IPv6Network, ids: Sequence[Any]) -> str:

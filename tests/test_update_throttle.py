@@ -116,6 +116,28 @@ async def test_each_address_gets_its_own_share_of_the_login_cap(redis_url: str) 
         await site.close()
 
 
+async def test_an_ipv6_client_is_counted_by_its_64(redis_url: str) -> None:
+    # An attacker with a /64 has 2^64 addresses; a router's own address changes within its /64 (privacy
+    # addresses). Both are one client to the throttle.
+    site = Site(redis_url, "asgi", throttle=ThrottlePolicy(per_login=10, per_login_ip=3))
+    try:
+        site.account("alice", hosts=[HOST])
+        assert await site.text(UPDATE, at="2001:db8:aaaa:1::10") == "good 192.0.2.1\n"
+        compared = 0
+        for i in range(10):
+            compared += await guesses(site, 1, f"2001:db8:bad:1::{i + 1:x}")
+        assert compared == 3
+        for i in range(10):  # the login's cap is used up from elsewhere
+            await guesses(site, 1, f"2001:db8:bad:{i + 2:x}::1")
+        before = site.hasher.calls
+        assert (await site.get(UPDATE, at="2001:db8:bad:99::1")).status_code == 401
+        # The router's next privacy address is in the /64 that proved the login: still served.
+        assert await site.text(UPDATE, at="2001:db8:aaaa:1:abcd::77") == "nochg 192.0.2.1\n"
+        assert site.hasher.calls == before
+    finally:
+        await site.close()
+
+
 async def test_one_address_across_many_logins_is_capped(redis_url: str) -> None:
     site = Site(redis_url, "asgi", throttle=ThrottlePolicy(per_ip=5))
     try:
