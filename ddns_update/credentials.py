@@ -11,7 +11,8 @@ The failure throttle comes before every comparison, cached or slow, and a thrott
 
 - per login and client address (``per_login_ip``): what one address may try against one login;
 - per login from addresses that have not proven it (``per_login``): the cap that carries the security
-  whatever the number of addresses. An address proved a login when the right password came from it under
+  whatever the number of addresses. (A client address is an IPv4 address, or an IPv6 address's /64:
+  ``service._throttled_as``.) An address proved a login when the right password came from it under
   the current password (remembered ``known_ms``, the newest ``known_max`` per login): the owner's router
   there is held only to its own per-address limit, so it keeps updating while guesses from elsewhere are
   refused;
