@@ -1,7 +1,7 @@
-"""The examples' admin area in a real browser (Debian's chromium through Playwright), on the Starlette, Flask and
-Django demos running as real processes: the administrator (Django: staff) must set up 2FA before anything
-else, reaches /admin/ right after, is asked "Confirm it's you" once the proof is older than the area allows
-and comes back to /admin/ after the code; a user of whom 2FA is optional is asked for the password again."""
+"""The examples' admin area in a real browser (Debian's chromium through Playwright), on the Starlette, FastAPI,
+Flask and Django demos running as real processes: the administrator (Django: staff) must set up 2FA before
+anything else, reaches /admin/ right after, is asked "Confirm it's you" once the proof is older than the area
+allows and comes back to /admin/ after the code; a user of whom 2FA is optional is asked for the password."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from tests.apps import run_demo
 from tests.test_browser import ARTIFACTS, browser  # noqa: F401  (the module's chromium)
 
 STEP_UP = 3  # DEMO_ADMIN_STEP_UP: seconds the admin area accepts a proof
-DEMOS = {"starlette": ("examples.demo", "/login"), "flask": ("examples.flask_demo", "/login"),
+DEMOS = {"starlette": ("examples.demo", "/login"), "fastapi": ("examples.fastapi_demo", "/login"),
+         "flask": ("examples.flask_demo", "/login"),
          "django": ("examples.django_site", "/login/")}
 
 
