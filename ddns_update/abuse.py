@@ -3,8 +3,10 @@
 The counting happens inside the update script (it is part of the same atomic step and round trip);
 this module holds the thresholds and the operator's side: see who is flagged, clear a flag.
 
-Keys (account slot): ``abuse`` hash (login -> reason@unix-seconds), ``nochg`` hash (host -> count in the
-current window), ``faults`` hash (login -> count). Counter hashes expire one window after their first hit.
+Keys (account slot): ``abuse`` hash (login -> reason@unix-seconds), ``nochg`` hash ("LOGIN HOST" -> count in
+the current window), ``faults`` hash (login -> count). Counter hashes expire one window after their first hit.
+Counts are per login (and host): one login's repeats never flag another login of the account, such as a
+group login updating the same host as the account's own login.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ddns_update.credentials import Credentials
+from ddns_update.scripts import CLEAR_ABUSE
 from mfa_middleware.store import Keys, Op, cmd
-from mfa_middleware.store.effects import batch
+from mfa_middleware.store.effects import Eval
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,6 @@ class Abuse:
         if who is None:
             return False
         k = self.keys.account
-        removed, _, _ = yield batch([
-            cmd("HDEL", k(who.account_id, "abuse"), who.name),
-            cmd("HDEL", k(who.account_id, "faults"), who.name),
-            cmd("DEL", k(who.account_id, "nochg")),
-        ])
+        keys = (k(who.account_id, "abuse"), k(who.account_id, "faults"), k(who.account_id, "nochg"))
+        removed = yield Eval(CLEAR_ABUSE, keys, (who.name,))
         return bool(removed)

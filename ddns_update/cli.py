@@ -93,6 +93,22 @@ def cmd_host_remove(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_host_set(args: argparse.Namespace) -> int:
+    store = connect(args)
+    account_id, (host,) = _account(store, args.account), _hostnames([args.host])
+    if args.ipv6_interface_id is None:
+        raise UsageProblem("nothing to set: give --ipv6-interface-id ID (\"none\" clears it)")
+    try:
+        value = store.run(Hosts(store.keys).set_interface_id(account_id, host, args.ipv6_interface_id))
+    except HostRefused as exc:
+        raise Refused(str(exc)) from None
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+    emit(args, {"account": account_id, "host": host, "ipv6_interface_id": value},
+         f"{host}: IPv6 interface id {value}" if value else f"{host}: no IPv6 interface id")
+    return EXIT_OK
+
+
 def _when(ts: int | None) -> str | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
@@ -102,9 +118,10 @@ def cmd_host_list(args: argparse.Namespace) -> int:
     account_id = _account(store, args.account)
     records = store.run(Hosts(store.keys).list(account_id))
     rows = [{**r.as_dict(), "updated_at": _when(r.updated_at)} for r in records]
-    lines = [f"{'host':<32} {'ipv4':<15} {'ipv6':<39} {'offline':<7} updated at"]
+    lines = [f"{'host':<32} {'ipv4':<15} {'ipv6':<39} {'offline':<7} {'updated at':<25} ipv6 interface id"]
     lines += [f"{r['host']!s:<32} {r['ipv4'] or '-':<15} {r['ipv6'] or '-':<39} "
-              f"{'yes' if r['offline'] else 'no':<7} {r['updated_at'] or 'never'}" for r in rows]
+              f"{'yes' if r['offline'] else 'no':<7} {r['updated_at'] or 'never'!s:<25} "
+              f"{r['ipv6_interface_id'] or '-'}" for r in rows]
     emit(args, {"account": account_id, "hosts": rows}, "\n".join(lines))
     return EXIT_OK
 
@@ -238,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("account")
         p.add_argument("hostnames", nargs="+", metavar="HOSTNAME")
     host("list", cmd_host_list, "hosts with IPv4, IPv6, offline, updated at").add_argument("account")
+    p = host("set", cmd_host_set, "set a host's IPv6 interface id (prefix updates combine it with the prefix)")
+    p.add_argument("account")
+    p.add_argument("host")
+    p.add_argument("--ipv6-interface-id", metavar="ID",
+                   help="e.g. ::1:2:3:4; an update with an IPv6 prefix sets the AAAA to prefix + ID; none clears it")
 
     group = area("group", "sub-account groups with their own update login")
     p = group("create", cmd_group_create, "create a group; prints its login and password once")

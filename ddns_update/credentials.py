@@ -2,10 +2,29 @@
 
 The fast way lives in the update script: a keyed verifier, HMAC(server key, login, password), cached in
 the account's slot with the password epoch (accounts) or credential version (groups) it was proven under
-and an expiry. argon2id runs only when that cache misses, and only after the login and the client IP
-passed their failure throttles, so random passwords cannot burn the CPU. A router whose verifier is
-cached keeps working while someone hammers its login with wrong passwords: the throttle guards hashing,
-not the cache.
+and an expiry. The cache only ever says yes: a password that does not match it goes the slow way, one
+argon2id verify, which decides; so a wrong password costs the same whether the login is cached, cold or
+unknown, and the answer's timing does not tell them apart.
+
+The failure throttle comes before every comparison, cached or slow, and a throttled request answers
+``badauth`` without comparing anything. Limits per window (``ThrottlePolicy``):
+
+- per login and client address (``per_login_ip``): what one address may try against one login;
+- per login from addresses that have not proven it (``per_login``): the cap that carries the security
+  whatever the number of addresses. (A client address is an IPv4 address, or an IPv6 address's /64:
+  ``service._throttled_as``.) An address proved a login when the right password came from it under
+  the current password (remembered ``known_ms``, the newest ``known_max`` per login): the owner's router
+  there is held only to its own per-address limit, so it keeps updating while guesses from elsewhere are
+  refused;
+- per client address across logins (``per_ip``): stuffing one address's list across many logins, and the
+  argon2 work one address can cause. Its counter lives outside any account's slot, so the update script
+  cannot read it: it is checked (a second step) only when the address has not proven the login, which is
+  every guess and a router's first update after its address changed.
+
+Login and per-login-address counters (``{a:ID}:cred_fails``) and the addresses that proved each login (in the
+credential cache, ``{a:ID}:cred``) live in the account's slot, read by the update script in the same round trip.
+Unknown logins have no slot: their name and the address are counted in shared keys, before the dummy verify
+that makes them cost what a known login costs.
 """
 
 from __future__ import annotations
@@ -29,10 +48,13 @@ MAX_REMEMBERED_LOGIN = 256  # longer raw logins are normalized every time, never
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
-    per_login: int = 10  # failed password checks per login per window
-    per_ip: int = 50  # per client address per window
+    per_login: int = 10  # failed password checks per login per window, from addresses that have not proven it
+    per_login_ip: int = 10  # per login and client address per window
+    per_ip: int = 50  # per client address per window, over all logins
     window_ms: int = 15 * 60 * 1000
     cache_ttl_ms: int = 6 * 3600 * 1000  # how long a proven credential skips argon2id
+    known_ms: int = 30 * 24 * 3600 * 1000  # how long an address that proved a login stays known for it
+    known_max: int = 8  # known addresses kept per login (the newest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,50 +157,56 @@ class Credentials:
     def forget(self, name: str) -> None:
         self._claims.pop(name, None)
 
-    def _throttle_keys(self, name: str, ip: str | None) -> list[str]:
-        keys = [self.keys.shared("ddns", "fail", "{l:" + _untagged(name) + "}")]
-        if ip:
-            keys.append(self.keys.shared("ddns", "fail", "{i:" + _untagged(ip) + "}"))
-        return keys
+    def _name_key(self, name: str) -> str:
+        return self.keys.shared("ddns", "fail", "{l:" + _untagged(name) + "}")
 
-    def charge(self, name: str, ip: str | None) -> Op[bool]:
-        """Count this attempt as a failure *before* hashing; False when the login or the address is over its
-        limit. Checking first and counting after the hash would let a burst of parallel guesses all pass the
-        check; charging first is exact under any concurrency.
-        """
-        keys = self._throttle_keys(name, ip)
+    def _address_key(self, ip: str) -> str:
+        return self.keys.shared("ddns", "fail", "{i:" + _untagged(ip) + "}")
+
+    def charge_address(self, ip: str | None) -> Op[bool]:
+        """Count an attempt from ``ip`` *before* comparing; False when the address is over ``per_ip``.
+        Charging first, not checking first and counting after, is exact under any concurrency: parallel
+        guesses cannot all pass a check that is only counted after the hash."""
+        if not ip:
+            return True
+        n, _ = yield count(self._address_key(ip), 1, self.policy.window_ms)
+        return int(n) <= self.policy.per_ip
+
+    def refund_address(self, ip: str | None) -> Op[None]:
+        if ip:
+            yield count(self._address_key(ip), -1, self.policy.window_ms)
+
+    def refuse(self, name: str, ip: str | None, address_counted: bool = False) -> Op[None]:
+        """A known login's throttled request: the claim read and the counts an unknown login's refusal makes
+        (``prove_unknown``), so that a refusal's timing does not tell a known login from an unknown one."""
+        yield cmd("GET", self.keys.login(name))
+        keys = [self._name_key(name), *([self._address_key(ip)] if ip and not address_counted else [])]
+        yield batch([count(k, 1, self.policy.window_ms) for k in keys])
+
+    def prove_unknown(self, raw_login: str, password: str, ip: str | None) -> Op[None]:
+        """A login no account or group holds: counted per name and address, then what a known login's wrong
+        password costs (an account read, one argon2id verify) unless either is over its limit."""
+        name = _untagged(raw_login.strip().casefold())
+        keys = [self._name_key(name), *([self._address_key(ip)] if ip else [])]
         counts = yield batch([count(k, 1, self.policy.window_ms) for k in keys])
         limits = (self.policy.per_login, self.policy.per_ip)
-        return all(int(n) <= limit for (n, _), limit in zip(counts, limits, strict=False))
+        if all(int(n) <= limit for (n, _), limit in zip(counts, limits, strict=False)):
+            yield cmd("HGETALL", self.keys.account(name))  # absent: the read a known login's verify makes
+            yield from self.verify(None, password)
 
-    def failed(self, name: str, ip: str | None) -> Op[None]:
-        yield batch([count(k, 1, self.policy.window_ms) for k in self._throttle_keys(name, ip)])
+    def remember(self, login: Login, password: str, epoch: str, client: str = "", charged: bool = False) -> Eval:
+        """The step that caches a proven credential's verifier (refused if ``epoch`` is no longer current),
+        takes back the failure the update script counted before the slow verify (``charged``: against the
+        login's cap too) and remembers ``client`` as an address that proved the login."""
+        now_ms = int(time.time() * 1000)
+        value = f"{self.verifier(login.name, password)}|{epoch}|{now_ms + self.policy.cache_ttl_ms}"
+        acct = login.account_id
+        keys = (self.keys.account(acct), self.keys.account(acct, "cred"), self.group_key(login),
+                self.keys.account(acct, "cred_fails"))
+        return Eval(STORE_VERIFIER, keys, (login.name, login.kind, epoch, value, client, "1" if charged else "0",
+                                           str(now_ms // 1000), str(self.policy.known_ms), str(self.policy.known_max)))
 
-    def _refund(self, name: str, ip: str | None) -> Op[None]:
-        yield batch([count(k, -1, self.policy.window_ms) for k in self._throttle_keys(name, ip)])
-
-    def prove(self, raw_login: str, login: Login | None, password: str, ip: str | None) -> Op[bool]:
-        """The slow path: throttle, one argon2id verify, then cache the verifier. False when refused."""
-        name = login.name if login else raw_login.strip().casefold()
-        if not (yield from self.charge(name, ip)):
-            return False
-        epoch = yield from self._verify(login, password)
-        if epoch is None:
-            return False  # the charge stands as the failure
-        yield from self._refund(name, ip)
-        assert login is not None
-        yield self.remember(login, password, epoch)
-        return True
-
-    def remember(self, login: Login, password: str, epoch: str) -> Eval:
-        """The step that caches a proven credential's verifier (refused if ``epoch`` is no longer current)."""
-        expires = int(time.time() * 1000) + self.policy.cache_ttl_ms
-        value = f"{self.verifier(login.name, password)}|{epoch}|{expires}"
-        keys = (self.keys.account(login.account_id), self.keys.account(login.account_id, "cred"),
-                self.group_key(login))
-        return Eval(STORE_VERIFIER, keys, (login.name, login.kind, epoch, value))
-
-    def _verify(self, login: Login | None, password: str) -> Op[str | None]:
+    def verify(self, login: Login | None, password: str) -> Op[str | None]:
         """The epoch the password was proven under, or None (unknown logins cost a dummy verify)."""
         try:
             password = clean_password(password)

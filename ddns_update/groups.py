@@ -117,7 +117,8 @@ return login
 """,
 )
 
-# KEYS 1 groups index, 2 group, 3 credential cache, 4 abuse flags, 5 fault counters; ARGV name.
+# KEYS 1 groups index, 2 group, 3 credential cache (the verifier and the addresses that proved the login: a
+# login made again later starts with none), 4 abuse flags, 5 fault counters; ARGV name.
 # Leaves a tombstone (the group hash with only its login): the login claim is in another slot and is
 # released in a later step, and a claim pointing at a *missing* group made the update endpoint re-resolve
 # until it gave up with 911. A claim pointing at a tombstone answers badauth (scripts.UPDATE); PURGE
@@ -132,6 +133,7 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[3], login)
 redis.call('HDEL', KEYS[4], login)
 redis.call('HDEL', KEYS[5], login)
+redis.call('HDEL', KEYS[3], login .. '\\tseen')
 return login
 """,
 )

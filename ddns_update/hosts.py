@@ -9,6 +9,8 @@ Key layout (``Keys.account(ID, part)`` keys share the account's ``{a:ID}`` slot)
   ``v4|v6|offline|updated_at|client_ip|user_agent``. The last client IP and User-Agent live here, not in
   the current record: keeping them there would push entries past the listpack limit and triple the
   per-host cost of the current record (issue 7's 250-byte budget).
+- ``{a:ID}:iids`` hash: hostname -> IPv6 interface id (canonical text, e.g. ``::1:2:3:4``), only for hosts
+  that have one. An update carrying an IPv6 prefix sets such a host's AAAA to the prefix + this id.
 - ownership index ``host:{o:N}`` hash, N = crc32(hostname) mod ``OWNER_BUCKETS``: hostname -> account.
   Bucketed hashes cost ~40 bytes a host instead of ~90 for a string key per host, and stay O(1)
   (at a million hosts a bucket holds ~30 listpack entries). A hostname belongs to at most one account:
@@ -18,11 +20,13 @@ Key layout (``Keys.account(ID, part)`` keys share the account's ``{a:ID}`` slot)
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from ipaddress import IPv6Address
 
-from ddns_update.protocol import normalize_hostname
+from ddns_update.protocol import normalize_hostname, parse_ip
 from mfa_middleware.store import Keys, Op, cmd
 from mfa_middleware.store.effects import Eval, Script, batch
 
@@ -48,11 +52,13 @@ class HostRecord:
     updated_at: int | None  # unix seconds; None when never updated
     client_ip: str | None = None
     user_agent: str | None = None
+    ipv6_interface_id: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
             "host": self.host, "ipv4": self.ipv4, "ipv6": self.ipv6, "offline": self.offline,
             "updated_at": self.updated_at, "client_ip": self.client_ip, "user_agent": self.user_agent,
+            "ipv6_interface_id": self.ipv6_interface_id,
         }
 
 
@@ -87,6 +93,22 @@ def history_prefix(keys: Keys, account_id: str) -> str:
     return keys.account(account_id, "hist:")
 
 
+def interface_ids_key(keys: Keys, account_id: str) -> str:
+    return keys.account(account_id, "iids")
+
+
+def interface_id(raw: str) -> str | None:
+    """The canonical text of an IPv6 interface id ("::1:2:3:4", also written in full); None clears it
+    ("", "none"). ValueError when it is no IPv6 address or has no bits set."""
+    text = raw.strip().lower()
+    if text in ("", "none", "-"):
+        return None
+    address = parse_ip(text) if ":" in text else None
+    if not isinstance(address, IPv6Address) or int(address) == 0:
+        raise ValueError(f"{raw!r} is not an IPv6 interface id (written like ::1:2:3:4)")
+    return str(address)
+
+
 # KEYS[1] owner bucket; ARGV host, account. Releases the claim only when the account holds it.
 RELEASE_OWNER = Script(
     "ddns_release_owner",
@@ -107,8 +129,8 @@ return added
 """,
 )
 
-# KEYS[1] hosts hash, KEYS[2] groups index, then the group hashes; ARGV hist prefix, hosts.
-# Removes the records, their history and their group memberships in one step.
+# KEYS[1] hosts hash, KEYS[2] groups index, KEYS[3] interface ids, then the group hashes; ARGV hist prefix,
+# hosts. Removes the records, their history, interface ids and group memberships in one step.
 REMOVE_RECORDS = Script(
     "ddns_remove_records",
     """
@@ -118,7 +140,8 @@ for i = 2, #ARGV do
   if redis.call('HDEL', KEYS[1], h) == 1 then
     removed[#removed + 1] = h
     redis.call('DEL', ARGV[1] .. h)
-    for k = 3, #KEYS do
+    redis.call('HDEL', KEYS[3], h)
+    for k = 4, #KEYS do
       local list = redis.call('HGET', KEYS[k], 'hosts')
       if list then
         local kept = {}
@@ -129,6 +152,17 @@ for i = 2, #ARGV do
   end
 end
 return removed
+""",
+)
+
+
+# KEYS[1] hosts hash, KEYS[2] interface ids; ARGV host, id ("" clears). 0 when the account has no such host.
+SET_INTERFACE_ID = Script(
+    "ddns_set_interface_id",
+    """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[2], ARGV[1]) else redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+return 1
 """,
 )
 
@@ -169,7 +203,8 @@ class Hosts:
         hosts = list(dict.fromkeys(canonical_host(h) for h in hostnames))
         groups: dict[str, str] = yield cmd("HGETALL", self.keys.account(account_id, "groups"))
         group_keys = tuple(self.keys.account(account_id, "group:" + g) for g in sorted(groups))
-        keys = (hosts_key(self.keys, account_id), self.keys.account(account_id, "groups"), *group_keys)
+        keys = (hosts_key(self.keys, account_id), self.keys.account(account_id, "groups"),
+                interface_ids_key(self.keys, account_id), *group_keys)
         removed: list[str] = yield Eval(REMOVE_RECORDS, keys, (history_prefix(self.keys, account_id), *hosts))
         # Release every requested host this account still claims, not only those removed just now: a remove
         # interrupted between the two steps (store down) left claims without records, and its retry finds no
@@ -187,7 +222,18 @@ class Hosts:
         names = sorted(records)
         prefix = history_prefix(self.keys, account_id)
         heads = (yield batch([cmd("LINDEX", prefix + h, 0) for h in names])) if names else []
-        return [parse_record(h, records[h], head) for h, head in zip(names, heads, strict=True)]
+        ids: dict[str, str] = (yield cmd("HGETALL", interface_ids_key(self.keys, account_id))) if names else {}
+        return [dataclasses.replace(parse_record(h, records[h], head), ipv6_interface_id=ids.get(h))
+                for h, head in zip(names, heads, strict=True)]
+
+    def set_interface_id(self, account_id: str, host: str, raw: str) -> Op[str | None]:
+        """Set (or, for "" / "none", clear) ``host``'s IPv6 interface id; the canonical id, or None when cleared.
+        HostRefused when the account has no such host; ValueError for a malformed id."""
+        host, value = canonical_host(host), interface_id(raw)
+        keys = (hosts_key(self.keys, account_id), interface_ids_key(self.keys, account_id))
+        if not (yield Eval(SET_INTERFACE_ID, keys, (host, value or ""))):
+            raise HostRefused(f"account {account_id} has no host {host}")
+        return value
 
     def history(self, account_id: str, host: str, limit: int = HISTORY_LENGTH) -> Op[builtins.list[HostRecord]]:
         host = canonical_host(host)

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from ddns_update.account_settings import AccountSettings
 from ddns_update.groups import Group, GroupRefused, Groups
-from ddns_update.hosts import HostRecord, Hosts
+from ddns_update.hosts import HostRecord, HostRefused, Hosts
 from mfa_middleware.accounts import Accounts
 from mfa_middleware.crypto import constant_time_equals
 from mfa_middleware.gate import DEFAULT_CSP
@@ -94,7 +94,7 @@ class OwnerPage:
                 return (yield from self.render(account_id, csrf, _alert("Wrong password."), 401))
         try:
             notice = yield from self._do(action, account_id, str(form.get("group", "")), form)
-        except (GroupRefused, ValueError) as exc:
+        except (GroupRefused, HostRefused, ValueError) as exc:
             return (yield from self.render(account_id, csrf, _alert(str(exc)), 400))
         return (yield from self.render(account_id, csrf, notice))
 
@@ -112,6 +112,10 @@ class OwnerPage:
         if action == "hosts":
             yield from self.groups.set_hosts(account_id, group, split(form.get("add")), split(form.get("remove")))
             return "<p>Group hosts changed.</p>"
+        if action == "iid":
+            host = str(form.get("host", ""))
+            value = yield from self.hosts.set_interface_id(account_id, host, str(form.get("ipv6_interface_id", "")))
+            return f"<p>IPv6 interface id of <code>{_E(host)}</code>: <code>{_E(value or 'none')}</code></p>"
         if action == "switch":
             yield from self.switches.set(account_id, "account_password_updates", form.get("value") == "allow")
             return "<p>Saved.</p>"
@@ -129,7 +133,7 @@ class _Html:
                 f'value="{self.csrf}">{fields}<button>{_E(label)}</button></form>')
 
     def page(self, records: Sequence[HostRecord], groups: Sequence[Group], deny: bool, notice: str) -> str:
-        rows = "".join(map(_host_row, records))
+        rows = "".join(map(self.host_row, records))
         items = "".join(map(self.group_item, groups))
         create = self.form("create", '<input name="group" placeholder="group name" required>'
                            '<input name="hosts" placeholder="host1,host2" required>' + _REAUTH_INPUT, "Create group")
@@ -137,11 +141,21 @@ class _Html:
                            "Allow" if deny else "Deny")
         return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Hosts &amp; groups</title></head>
 <body><h1>Hosts &amp; groups</h1>{notice}
-<table><tr><th>host</th><th>IPv4</th><th>IPv6</th><th>state</th><th>updated</th></tr>{rows}</table>
+<table><tr><th>host</th><th>IPv4</th><th>IPv6</th><th>state</th><th>updated</th><th>IPv6 interface id</th></tr>
+{rows}</table>
 <h2>Groups</h2><ul>{items}</ul>
 {create}
 <h2>Update clients</h2><p>Account password updates: {"denied" if deny else "allowed"}</p>
 {switch}</body></html>"""
+
+    def host_row(self, r: HostRecord) -> str:
+        # An update with an IPv6 prefix (a FRITZ!Box's <ip6lanprefix>) sets the AAAA to prefix + this id.
+        iid = self.form("iid", f'<input type="hidden" name="host" value="{_E(r.host)}">'
+                        f'<input name="ipv6_interface_id" value="{_E(r.ipv6_interface_id or "")}" '
+                        f'placeholder="::1:2:3:4" aria-label="IPv6 interface id of {_E(r.host)}">', "Set")
+        return (f"<tr><td>{_E(r.host)}</td><td>{_E(r.ipv4 or '-')}</td><td>{_E(r.ipv6 or '-')}</td>"
+                f"<td>{'offline' if r.offline else 'online'}</td><td>{r.updated_at or 'never'}</td>"
+                f"<td>{iid}</td></tr>")
 
     def group_item(self, g: Group) -> str:
         named = f'<input type="hidden" name="group" value="{_E(g.name)}">'
@@ -152,9 +166,6 @@ class _Html:
                             '<input name="remove" placeholder="remove hosts">', "Change hosts") + "</li>")
 
 
-def _host_row(r: HostRecord) -> str:
-    return (f"<tr><td>{_E(r.host)}</td><td>{_E(r.ipv4 or '-')}</td><td>{_E(r.ipv6 or '-')}</td>"
-            f"<td>{'offline' if r.offline else 'online'}</td><td>{r.updated_at or 'never'}</td></tr>")
 
 
 # --- Starlette adapter -------------------------------------------------------------------------------------

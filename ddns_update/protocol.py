@@ -35,6 +35,8 @@ __all__ = [
     "ip_text",
     "parse_ip",
     "parse_ip_params",
+    "parse_prefix",
+    "combine",
     "parse_offline",
     "parse_update",
     "parse_plain_update",
@@ -224,11 +226,48 @@ def parse_ip_params(myip: str | None, myipv6: str | None) -> tuple[IPv4Address |
     A malformed value yields None for that family so the caller falls back to the
     connecting address. An explicit `myipv6` wins over a v6 given in `myip`.
     """
-    ipv4, ipv6 = _split_myip(myip)
-    explicit_v6 = parse_ip(myipv6)
+    ipv4, ipv6, _ = parse_addresses(myip, myipv6)
+    return ipv4, ipv6
+
+
+def parse_addresses(myip: str | None, myipv6: str | None, prefix: str | None = None,
+                    ) -> tuple[IPv4Address | None, IPv6Address | None, IPv6Network | None]:
+    """`parse_ip_params`, and the IPv6 prefix a router may send for its LAN (FRITZ!Box: `<ip6lanprefix>`):
+    as a part of `myip` ("v4,2001:db8:1:2::/64", or the prefix alone), in place of the `myipv6` address, or
+    in its own field (`prefix`: `ip6lanprefix=` or `ipv6prefix=`), which wins. An empty part is no part."""
+    v6_field, v6_prefix = (None, parse_prefix(myipv6)) if myipv6 and "/" in myipv6 else (myipv6, None)
+    if myip and "/" in myip:
+        parts = [part for part in myip.split(",") if part.strip()]
+        prefixes = [part for part in parts if "/" in part]
+        parsed = [parse_prefix(part) for part in prefixes]
+        myip_prefix = parsed[0] if len(parsed) == 1 else None  # two prefixes: we cannot tell which is meant
+        ipv4, ipv6 = _split_myip(",".join(part for part in parts if "/" not in part))
+    else:
+        myip_prefix = None
+        ipv4, ipv6 = _split_myip(myip)
+    explicit_v6 = parse_ip(v6_field)
     if isinstance(explicit_v6, IPv6Address):
         ipv6 = explicit_v6
-    return ipv4, ipv6
+    return ipv4, ipv6, parse_prefix(prefix) or v6_prefix or myip_prefix
+
+
+def parse_prefix(raw: str | None) -> IPv6Network | None:
+    """An IPv6 prefix "2001:db8:1:2::/64" (host bits forgiven, as routers send the LAN's first address);
+    None when absent or unusable: not IPv6, no prefix length, /0, multicast or unspecified."""
+    if not raw or "/" not in raw:
+        return None
+    try:
+        network = IPv6Network(raw.strip(), strict=False)
+    except ValueError:
+        return None
+    if network.prefixlen == 0 or network.network_address.is_multicast or network.network_address.is_unspecified:
+        return None
+    return network
+
+
+def combine(prefix: IPv6Network, interface_id: IPv6Address) -> IPv6Address:
+    """The address in ``prefix`` whose bits beyond the prefix are ``interface_id``'s."""
+    return IPv6Address(int(prefix.network_address) | (int(interface_id) & int(prefix.hostmask)))
 
 
 def _split_myip(myip: str | None) -> tuple[IPv4Address | None, IPv6Address | None]:
@@ -258,8 +297,10 @@ class UpdateRequest(NamedTuple):  # a tuple: built on every update
 
     `error` is an answer due before any credential or host is looked at (numhost).
     `ipv4`/`ipv6` are None when not given or malformed: the service then uses the
-    connecting address. `system`, `wildcard`, `mx`, `backmx` and unknown fields are
-    accepted and ignored, as No-IP does, so old ddclient configurations keep working.
+    connecting address. `ipv6_prefix`: the router's LAN prefix, for hosts with an
+    IPv6 interface id (the others take the addresses as usual). `system`, `wildcard`,
+    `mx`, `backmx` and unknown fields are accepted and ignored, as No-IP does, so old
+    ddclient configurations keep working.
     """
 
     hosts: tuple[Requested, ...] = ()
@@ -267,6 +308,7 @@ class UpdateRequest(NamedTuple):  # a tuple: built on every update
     ipv4: IPv4Address | None = None
     ipv6: IPv6Address | None = None
     offline: bool | None = None
+    ipv6_prefix: IPv6Network | None = None
 
     @property
     def has_address(self) -> bool:
@@ -281,8 +323,10 @@ def parse_update(query: Mapping[str, str] | bytes | str) -> UpdateRequest:
         # updating nothing (a group login without hostname would update all hosts).
         return UpdateRequest(error=Answer.NUMHOST)
     hosts, error = parse_hostnames(params.get("hostname"))
-    ipv4, ipv6 = parse_ip_params(params.get("myip"), params.get("myipv6"))
-    return UpdateRequest(tuple(hosts), error, ipv4, ipv6, parse_offline(params.get("offline")))
+    # myip6 is dyndnsd's spelling of myipv6; ip6lanprefix and ipv6prefix name a prefix in custom update URLs.
+    ipv4, ipv6, prefix = parse_addresses(params.get("myip"), params.get("myipv6") or params.get("myip6"),
+                                         params.get("ip6lanprefix") or params.get("ipv6prefix"))
+    return UpdateRequest(tuple(hosts), error, ipv4, ipv6, parse_offline(params.get("offline")), prefix)
 
 
 def parse_plain_update(query: bytes) -> tuple[str, IPAddress | None] | None:
@@ -290,14 +334,14 @@ def parse_plain_update(query: bytes) -> tuple[str, IPAddress | None] | None:
     one host name and at most one address in ``myip`` (None: absent or unusable, so the connecting address
     is meant). None for every other query, which says nothing about it: ``parse_update`` then decides.
 
-    The shape: ASCII without ``%``, ``+`` or ``,`` (no unquoting, one host, one address), no ``myipv6`` or
-    ``offline`` field, and a ``hostname`` that is a valid FQDN. Other fields are ignored, as by
-    ``parse_update``; ``tests/test_update_quick.py`` property-tests the two against each other.
+    The shape: ASCII without ``%``, ``+``, ``,`` or ``/`` (no unquoting, one host, one address, no prefix), no
+    ``myipv6``, ``myip6``, ``offline`` or prefix field, and a ``hostname`` that is a valid FQDN. Other fields are
+    ignored, as by ``parse_update``; ``tests/test_update_quick.py`` property-tests the two against each other.
     """
     if not query.isascii():
         return None
     text = query.decode("ascii")
-    if "%" in text or "+" in text or "," in text:
+    if "%" in text or "+" in text or "," in text or "/" in text:
         return None
     fields = text.split("&")
     if len(fields) > MAX_QUERY_FIELDS:
@@ -309,13 +353,16 @@ def parse_plain_update(query: bytes) -> tuple[str, IPAddress | None] | None:
             hostname = value  # the last one wins, as in _parse_plain_query's dict
         elif name == "myip":
             myip = value
-        elif name == "myipv6" or name == "offline":
+        elif name in _NOT_PLAIN:
             return None
     # Unstripped and mixed-case tokens still reach normalize_hostname, which strips and lower-cases.
     fqdn = _token_fqdn(hostname) if hostname else None
     if fqdn is None:
         return None  # no host, or a token that is no FQDN (a group name, or notfqdn)
     return fqdn, parse_ip(myip) if myip else None
+
+
+_NOT_PLAIN = frozenset(("myipv6", "myip6", "offline", "ip6lanprefix", "ipv6prefix"))
 
 
 def _parse_query(query: bytes | str) -> dict[str, str] | None:
@@ -392,7 +439,7 @@ def _decode_credential(raw: bytes) -> str:
 
 
 def parse_trusted_proxies(value: str) -> list[IPNetwork]:
-    """Parse `DDNS_TRUSTED_PROXIES` (comma-separated CIDRs; empty means none)."""
+    """Parse `TRUSTED_PROXIES` / `DDNS_TRUSTED_PROXIES` (comma-separated CIDRs; empty means none)."""
     networks: list[IPNetwork] = []
     for item in (part.strip() for part in value.split(",")):
         if not item:
@@ -402,7 +449,8 @@ def parse_trusted_proxies(value: str) -> list[IPNetwork]:
             # is still a clear statement of which network the operator trusts.
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError as exc:
-            raise ValueError(f"DDNS_TRUSTED_PROXIES: {item!r} is not a CIDR network: {exc}") from None
+            raise ValueError(f"TRUSTED_PROXIES (or DDNS_TRUSTED_PROXIES): {item!r} is not a CIDR network: "
+                             f"{exc}") from None
     return networks
 
 

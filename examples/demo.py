@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import os
 import secrets
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +33,30 @@ from mfa_middleware.store import AsyncStore, MemoryStore, StoreError, open_async
 
 log = logging.getLogger("examples.demo")
 DEMO_USER, DEMO_PASSWORD, DEMO_HOST = "demo", "demo-password", "demo.example.test"
+# The admin area: 2FA is required of the administrator (optional for everyone else), and its pages want a
+# second factor given within the last five minutes (DEMO_ADMIN_STEP_UP seconds, for trying it out quicker).
+ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-password"
+ADMIN_PATH = "/admin/"
+
+
+def admins_required(identity: str) -> str:
+    """The demos' per-user policy: the gate asks this (at most once a second per user)."""
+    return "required" if identity == ADMIN_USER else "optional"
+
+
+def admin_step_up() -> dict[str, int]:
+    return {ADMIN_PATH: int(os.environ.get("DEMO_ADMIN_STEP_UP", "300") or 300)}
+
+
+def admin_body(user: str, mfa: dict[str, Any] | None) -> tuple[str, str, int]:
+    """The admin area's page: (title, body, status) for whoever asks."""
+    if user != ADMIN_USER:
+        return "Not allowed", "<h1>Not allowed</h1><p>Only the administrator may see this page.</p>", 403
+    when = (mfa or {}).get("verified_at")
+    return "Admin area", f"""<h1>Admin area</h1>
+<p data-admin-area>You confirmed it's you {int(time.time() - when) if when else "?"} seconds ago.
+This area asks again when that was more than {admin_step_up()[ADMIN_PATH]} seconds ago.</p>
+<nav><a href="/">Home</a></nav>""", 200
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
@@ -116,6 +142,13 @@ async def logout(request: Request) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
+async def admin(request: Request) -> Response:
+    user = request.session.get("user")
+    if not user:
+        return RedirectResponse(f"/login?next={ADMIN_PATH}", status_code=303)
+    return page(*admin_body(str(user), request.scope.get("mfa")))
+
+
 async def home(request: Request) -> Response:
     user = request.session.get("user")
     if not user:
@@ -135,6 +168,8 @@ def session_identity(scope: dict[str, Any]) -> str | None:
 async def seed_demo(store: AsyncStore, accounts: Accounts) -> None:
     with contextlib.suppress(AccountExists):
         await store.run(accounts.create(DEMO_USER, DEMO_PASSWORD))
+    with contextlib.suppress(AccountExists):
+        await store.run(accounts.create(ADMIN_USER, ADMIN_PASSWORD))
     try:
         await store.run(Hosts(store.keys).add(DEMO_USER, [DEMO_HOST]))
     except HostRefused as exc:  # e.g. another account holds it in a shared Redis
@@ -158,6 +193,7 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
         Route("/", home),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["GET", "POST"]),
+        Route(ADMIN_PATH, admin),
         Route(UPDATE_PATH, updates, methods=["GET", "HEAD", "POST"]),  # exempt from the gate by default
         Route(CHECKIP_PATH, CheckIpEndpoint(updates.service.policy.trusted_proxies)),  # likewise
         *owner_routes(store, accounts, lambda request: session_identity(request.scope)),  # /account, gated
@@ -169,7 +205,8 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
                    same_site="lax", https_only=False),
         # Inside the session middleware, so the gate sees the demo's login (session["user"]).
         Middleware(MFAMiddleware, identity=session_identity, store=store, secret_key=settings.secret_key,
-                   encryption_keys=settings.encryption_keys, login_url="/login",
+                   encryption_keys=settings.encryption_keys, login_url="/login", policy=admins_required,
+                   step_up=admin_step_up(),
                    exempt=(UPDATE_PATH, CHECKIP_PATH, *filter(None, [settings.metrics_path]))),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
@@ -186,6 +223,8 @@ def start(flavour: str = "") -> Settings:
     print(f"{label}: http://{settings.host}:{settings.port}/  (state in {where})", flush=True)
     if settings.demo_seed:
         print(f"Demo login: {DEMO_USER} / {DEMO_PASSWORD}   host: {DEMO_HOST}", flush=True)
+        print(f"Admin login: {ADMIN_USER} / {ADMIN_PASSWORD}   (2FA required; {ADMIN_PATH} asks again after "
+              f"{admin_step_up()[ADMIN_PATH]} s)", flush=True)
     return settings
 
 

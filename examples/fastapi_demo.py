@@ -25,7 +25,19 @@ from mfa_middleware.config import Settings
 from mfa_middleware.passwords import OWASP, Argon2Profile, PasswordHasher
 from mfa_middleware.store import MemoryStore, open_async_store
 
-from .demo import csrf_ok, csrf_token, login_form, page, safe_next, seed_demo, start
+from .demo import (
+    ADMIN_PATH,
+    admin_body,
+    admin_step_up,
+    admins_required,
+    csrf_ok,
+    csrf_token,
+    login_form,
+    page,
+    safe_next,
+    seed_demo,
+    start,
+)
 
 log = logging.getLogger("examples.fastapi_demo")
 
@@ -82,6 +94,13 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 <nav><a href="/mfa/security">Security</a><a href="/logout">Log out</a></nav>
 <p data-signed-in-with="{"2fa" if mfa.get("verified") else "password"}">You are signed in {how}.</p>""")
 
+    @app.get(ADMIN_PATH, response_class=HTMLResponse)
+    async def admin(request: Request) -> Response:
+        user = request.session.get("user")
+        if not user:
+            return RedirectResponse(f"/login?next={ADMIN_PATH}", status_code=303)
+        return page(*admin_body(str(user), request.scope.get("mfa")))
+
     # The update endpoint is a plain ASGI app; routers authenticate with HTTP Basic, never with the gate.
     updates = UpdateEndpoint(build_service(settings, store.keys, accounts.hasher), store)
     app.add_route(UPDATE_PATH, updates, methods=list(METHODS), include_in_schema=False)
@@ -90,7 +109,8 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 
     app.add_middleware(MFAMiddleware, identity=starlette_session("user"), store=store,
                        secret_key=settings.secret_key, encryption_keys=settings.encryption_keys,
-                       argon2_profile=argon2_profile, login_url="/login")
+                       argon2_profile=argon2_profile, login_url="/login", policy=admins_required,
+                       step_up=admin_step_up())
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="demo_session",
                        same_site="lax", https_only=False)
     app.state.store, app.state.accounts = store, accounts

@@ -26,7 +26,22 @@ from mfa_middleware.passwords import OWASP, Argon2Profile, PasswordHasher
 from mfa_middleware.store import MemoryStore, Store, StoreError, open_store
 from mfa_middleware.wsgi import MFAWsgiMiddleware
 
-from .demo import DEMO_HOST, DEMO_PASSWORD, DEMO_USER, PAGE, UNAVAILABLE, login_body, safe_next, start
+from .demo import (
+    ADMIN_PASSWORD,
+    ADMIN_PATH,
+    ADMIN_USER,
+    DEMO_HOST,
+    DEMO_PASSWORD,
+    DEMO_USER,
+    PAGE,
+    UNAVAILABLE,
+    admin_body,
+    admin_step_up,
+    admins_required,
+    login_body,
+    safe_next,
+    start,
+)
 
 log = logging.getLogger("examples.flask_demo")
 
@@ -110,11 +125,19 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
 <nav><a href="/mfa/security">Security</a><a href="/account">Hosts &amp; groups</a><a href="/logout">Log out</a></nav>
 <p>You are logged in.</p>""")
 
+    @app.route(ADMIN_PATH)
+    def admin() -> Any:
+        user = _user()
+        if not user:
+            return redirect(f"/login?next={ADMIN_PATH}", 303)
+        return _page(*admin_body(user, request.environ.get("mfa")))
+
     app.register_blueprint(owner_blueprint(store, accounts, _user))  # /account, behind the gate like /
 
     gated = MFAWsgiMiddleware(
         app.wsgi_app, identity=flask_session(app), store=store, secret_key=settings.secret_key,
         encryption_keys=settings.encryption_keys, argon2_profile=argon2_profile, login_url="/login",
+        policy=admins_required, step_up=admin_step_up(),
     )
     # Beside the gate, not behind it: routers have no browser session, Prometheus has no login.
     service = build_service(settings, store.keys, accounts.hasher)
@@ -125,8 +148,9 @@ def create_app(settings: Settings | None = None, memory: MemoryStore | None = No
     app.wsgi_app = mount(gated, beside)  # type: ignore[method-assign]
     app.extensions["mfa_store"], app.extensions["mfa_accounts"] = store, accounts
     if settings.demo_seed:
-        with contextlib.suppress(AccountExists):
-            store.run(accounts.create(DEMO_USER, DEMO_PASSWORD))
+        for user, password in ((DEMO_USER, DEMO_PASSWORD), (ADMIN_USER, ADMIN_PASSWORD)):
+            with contextlib.suppress(AccountExists):
+                store.run(accounts.create(user, password))
         with contextlib.suppress(HostRefused):  # e.g. another account holds it in a shared Redis
             store.run(Hosts(store.keys).add(DEMO_USER, [DEMO_HOST]))
     return app

@@ -18,7 +18,7 @@ from ddns_update.service import UpdatePolicy, UpdateService
 from mfa_middleware.accounts import Accounts
 from mfa_middleware.config import Settings
 from mfa_middleware.passwords import FAST, PasswordHasher
-from mfa_middleware.store import AsyncStore, Store, open_async_store, open_store
+from mfa_middleware.store import AsyncStore, MemoryStore, Store, open_async_store, open_store
 
 AGENT = "test/1.0 me@example.com"
 PASSWORD = "alice-password"
@@ -45,28 +45,40 @@ class RecordingBackend:
 
 
 class Site:
-    """One endpoint (ASGI or WSGI) over a real Redis, with helpers to set data up and send updates."""
+    """One endpoint (ASGI or WSGI) over a real Redis (or, for ``url`` "memory", the in-memory store shared via
+    ``memory``), with helpers to set data up and send updates."""
 
     def __init__(self, url: str, adapter: str, *, policy: UpdatePolicy | None = None,
                  throttle: ThrottlePolicy | None = None, backend: DnsBackend | None = None,
-                 secret: str = "s" * 32) -> None:
+                 secret: str = "s" * 32, memory: MemoryStore | None = None,
+                 hasher: PasswordHasher | None = None) -> None:
         self.adapter = adapter
-        self.sync: Store = open_store(url)
-        self.async_store: AsyncStore = open_async_store(url)
+        if url == "memory":
+            url, memory = "", memory or MemoryStore()
+        self.memory = memory
+        self.sync: Store = open_store(url, memory=memory)
+        self.async_store: AsyncStore = open_async_store(url, memory=memory)
         self.keys = self.sync.keys
-        self.hasher = PasswordHasher(FAST)
-        cfg = Settings(redis_url=url, secret_key=secret, encryption_keys=("e" * 32,))
+        self.hasher = hasher or PasswordHasher(FAST)
+        cfg = Settings(redis_url=url or None, secret_key=secret, encryption_keys=("e" * 32,))
         self.service: UpdateService = build_service(cfg, self.keys, self.hasher, backend, policy, throttle)
         self.accounts = Accounts(self.keys, self.hasher)
         self.hosts = Hosts(self.keys)
         self.groups = Groups(self.keys, self.hasher)
-        if adapter == "asgi":
-            transport: Any = httpx.ASGITransport(app=UpdateEndpoint(self.service, self.async_store))
-            self.client: Any = httpx.AsyncClient(transport=transport, base_url="http://ddns.test")
+        self.client: Any = self._client("127.0.0.1")
+        self._clients = {"127.0.0.1": self.client}
+
+    def _client(self, address: str) -> Any:
+        """A client whose requests come from ``address`` (the peer the adapter sees)."""
+        if self.adapter == "asgi":
+            transport: Any = httpx.ASGITransport(app=UpdateEndpoint(self.service, self.async_store),
+                                                 client=(address, 40000))
+            client: Any = httpx.AsyncClient(transport=transport, base_url="http://ddns.test")
         else:
-            self.client = httpx.Client(transport=httpx.WSGITransport(app=WsgiUpdateApp(self.service, self.sync)),
-                                       base_url="http://ddns.test")
-        self.client.headers.pop("user-agent", None)  # only what a test sends
+            client = httpx.Client(transport=httpx.WSGITransport(app=WsgiUpdateApp(self.service, self.sync),
+                                                                remote_addr=address), base_url="http://ddns.test")
+        client.headers.pop("user-agent", None)  # only what a test sends
+        return client
 
     def account(self, name: str = "alice", password: str = PASSWORD, hosts: Sequence[str] = ()) -> None:
         self.sync.run(self.accounts.create(name, password))
@@ -78,7 +90,8 @@ class Site:
 
     async def get(self, query: str = "", auth: tuple[str, str] | None = ("alice", PASSWORD),
                   agent: str | None = AGENT, headers: dict[str, str] | None = None,
-                  method: str = "GET", data: dict[str, str] | None = None) -> httpx.Response:
+                  method: str = "GET", data: dict[str, str] | None = None, at: str = "127.0.0.1") -> httpx.Response:
+        """An update request from address ``at``."""
         hdrs = dict(headers or {})
         if agent is not None:
             hdrs["user-agent"] = agent
@@ -86,20 +99,24 @@ class Site:
         if data is not None:
             kw["data"] = data
         url = "/nic/update" + ("?" + query if query else "")
-        if isinstance(self.client, httpx.AsyncClient):
-            response: httpx.Response = await self.client.request(method, url, **kw)
+        client = self._clients.get(at)
+        if client is None:
+            client = self._clients[at] = self._client(at)
+        if isinstance(client, httpx.AsyncClient):
+            response: httpx.Response = await client.request(method, url, **kw)
         else:
-            response = self.client.request(method, url, **kw)
+            response = client.request(method, url, **kw)
         return response
 
     async def text(self, query: str = "", **kw: Any) -> str:
         return str((await self.get(query, **kw)).text)
 
     async def close(self) -> None:
-        if isinstance(self.client, httpx.AsyncClient):
-            await self.client.aclose()
-        else:
-            self.client.close()
+        for client in self._clients.values():
+            if isinstance(client, httpx.AsyncClient):
+                await client.aclose()
+            else:
+                client.close()
         await self.async_store.close()
         self.sync.close()
 

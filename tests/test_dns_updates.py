@@ -219,3 +219,24 @@ async def test_store_fails_between_a_failed_push_and_its_revert_then_dns_sync_re
         print("\npush failed + store gone before the revert: store ahead of DNS; `ddns-admin dns sync` repairs it")
     finally:
         await site.close()
+
+
+async def test_a_group_prefix_update_is_one_dns_update_per_zone(site: Site, knot: KnotServer) -> None:
+    # FRITZ!Box style: the account login names a group; each host with an interface id gets prefix + id.
+    for host, interface_id in (("a.example.test", "::a"), ("b.example.test", "::b"), ("c.other.test", "::c")):
+        site.sync.run(site.hosts.set_interface_id("alice", host, interface_id))
+    site.group("alice", "lan", ["a.example.test", "b.example.test", "c.other.test", "v6.example.test"])
+    prefix = "2001:db8:5:1::/64" if site.adapter == "asgi" else "2001:db8:5:2::/64"
+    before = soa_serial(knot.port, "example.test"), soa_serial(knot.port, "other.test")
+    assert await site.text(f"hostname=lan&myip=192.0.2.40,{prefix}") == f"good 192.0.2.40,{prefix}\n"
+    assert (soa_serial(knot.port, "example.test"), soa_serial(knot.port, "other.test")) == \
+        (before[0] + 1, before[1] + 1)  # one UPDATE per zone for the four hosts
+    net = prefix.removesuffix(":/64")
+    assert lookup(knot.port, "a.example.test", "AAAA") == [f"{net}:a"]
+    assert lookup(knot.port, "b.example.test", "AAAA") == [f"{net}:b"]
+    assert lookup(knot.port, "c.other.test", "AAAA") == [f"{net}:c"]
+    assert lookup(knot.port, "v6.example.test", "A") == ["192.0.2.40"]  # no interface id: its address only
+    assert lookup(knot.port, "v6.example.test", "AAAA") == []
+    serial = soa_serial(knot.port, "example.test")
+    assert await site.text(f"hostname=lan&myip=192.0.2.40,{prefix}") == f"nochg 192.0.2.40,{prefix}\n"
+    assert soa_serial(knot.port, "example.test") == serial

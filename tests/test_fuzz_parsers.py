@@ -30,12 +30,15 @@ from ddns_update.protocol import (
     UpdateRequest,
     agent_allowed,
     client_address,
+    combine,
     normalize_hostname,
+    parse_addresses,
     parse_basic_auth,
     parse_hostnames,
     parse_ip,
     parse_ip_params,
     parse_offline,
+    parse_prefix,
     parse_update,
     www_authenticate,
 )
@@ -99,6 +102,7 @@ def _check_update(request: UpdateRequest) -> None:
     assert request.ipv4 is None or isinstance(request.ipv4, ipaddress.IPv4Address)
     assert request.ipv6 is None or isinstance(request.ipv6, ipaddress.IPv6Address)
     assert request.offline in (None, True, False)
+    assert request.ipv6_prefix is None or isinstance(request.ipv6_prefix, ipaddress.IPv6Network)
 
 
 @fuzz(fast=200, long=15_000)
@@ -151,6 +155,26 @@ def test_addresses(myip: str, myipv6: str, peer: str | None, headers: dict[str, 
     result = client_address(peer, headers, trusted)
     assert result is None if peer is None else isinstance(result, str)
     parse_offline(myipv6)
+
+
+prefix_text = st.one_of(
+    ip_text.map(lambda t: t + "/"),
+    st.tuples(st.ip_addresses(v=6), st.integers(-1, 130)).map(lambda a: f"{a[0]}/{a[1]}"),
+    st.tuples(ip_text, st.text(max_size=6)).map("/".join), nasty_text)
+
+
+@fuzz(fast=150, long=8_000)
+@given(st.lists(st.one_of(ip_text, prefix_text, st.just("")), max_size=4).map(",".join),
+       st.one_of(st.none(), ip_text, prefix_text), st.one_of(st.none(), prefix_text), st.ip_addresses(v=6))
+def test_prefixes(myip: str, myipv6: str | None, prefix: str | None, interface_id: ipaddress.IPv6Address) -> None:
+    seen("ipv6 prefix")
+    v4, v6, network = parse_addresses(myip, myipv6, prefix)
+    assert v4 is None or isinstance(v4, ipaddress.IPv4Address)
+    assert v6 is None or isinstance(v6, ipaddress.IPv6Address)
+    for found in (network, parse_prefix(prefix), parse_prefix(myipv6)):
+        if found is not None:
+            assert isinstance(found, ipaddress.IPv6Network) and 0 < found.prefixlen <= 128
+            assert combine(found, interface_id) in found
 
 
 @fuzz(fast=100, long=4_000)

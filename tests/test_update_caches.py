@@ -15,7 +15,7 @@ import gc
 from bench.load_hosts import AGENT, PASSWORD, Loader, Plan, account_name, host_name, settings
 from ddns_update.app import build_service
 from ddns_update.credentials import Login
-from ddns_update.hosts import history_prefix, hosts_key
+from ddns_update.hosts import history_prefix, hosts_key, interface_ids_key
 from ddns_update.service import UpdateFacts, UpdateService
 from mfa_middleware.store import Keys, open_store
 
@@ -58,7 +58,9 @@ def test_update_step_key_names_are_the_canonical_ones() -> None:
         k = keys.account
         assert step_keys == (k(login.account_id), hosts_key(keys, login.account_id), k(login.account_id, "cred"),
                              service.credentials.group_key(login), k(login.account_id, "abuse"),
-                             k(login.account_id, "nochg"), k(login.account_id, "faults"))
+                             k(login.account_id, "nochg"), k(login.account_id, "faults"),
+                             *service.credentials.remember(login, "pw", "1").keys[3:],
+                             interface_ids_key(keys, login.account_id))
         assert prefix == history_prefix(keys, login.account_id)
 
 

@@ -61,12 +61,15 @@ host_value = st.sampled_from(["h1.example.com"] * 8 + ["h2.example.net"] * 4 + [
 ])
 ip_value = st.sampled_from(["203.0.113.7"] * 6 + ["2001:db8::1"] * 3 + [
     "::ffff:10.1.2.3", "0.0.0.0", "224.0.0.1", "999.1.1.1", "", " 10.0.0.1", "1.2.3.4,2001:db8::2",
-    "fe80::1%eth0", "10.0.0.01", "::", "1.2.3.4 ",
+    "fe80::1%eth0", "10.0.0.01", "::", "1.2.3.4 ", "2001:db8:1:2::/64", "1.2.3.4,2001:db8:1:2::/64", "1.2.3.4,",
 ])
 field = st.one_of(
     st.tuples(st.just("hostname"), host_value),
     st.tuples(st.just("myip"), ip_value),
     st.tuples(st.sampled_from(["myipv6", "offline"]), st.sampled_from(["2001:db8::9", "YES", "no", ""])),
+    # the spellings and prefixes the quick lane must leave to the general path (FRITZ!Box, dyndnsd)
+    st.tuples(st.sampled_from(["myip6", "ip6lanprefix", "ipv6prefix", "myip"]),
+              st.sampled_from(["2001:db8::9", "2001:db8:1:2::/64", "2001:db8:1::/56", "/64", ""])),
     st.tuples(st.sampled_from(["system", "wildcard", "mx", "backmx", "x", ""]),
               st.sampled_from(["dyndns", "NOCHG", ""])),
 )

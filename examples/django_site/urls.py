@@ -63,8 +63,18 @@ def home(request: HttpRequest) -> HttpResponse:
 {"with two-factor authentication" if verified else "with your password"}.</p>""")
 
 
+@login_required
+def admin_view(request: HttpRequest) -> HttpResponse:
+    """The admin area: staff only; the gate requires staff to use 2FA and asks for it again after a while."""
+    if not request.user.is_staff:
+        return _page("Not allowed", "<h1>Not allowed</h1><p>Only staff may see this page.</p>", 403)
+    return _page("Admin area", """<h1>Admin area</h1>
+<p data-admin-area>You confirmed it's you a moment ago.</p><nav><a href="/">Home</a></nav>""")
+
+
 urlpatterns = [
     path("", home),
+    path("admin/", admin_view),
     path("login/", login_view),
     path("logout/", logout_view),
 ]
