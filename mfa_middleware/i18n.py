@@ -165,3 +165,29 @@ def clear_caches() -> None:
     _shipped.cache_clear()
     choose.cache_clear()
     available.cache_clear()
+
+
+def for_request(scope_or_environ: Any, hook: LocaleHook | None = None) -> Lang:
+    """The language the gate would choose for this ASGI scope or WSGI environ: ``hook`` (else the gate's
+    ``locale`` hook, when the request went through the gate), else Accept-Language, else English. For a host
+    app's own pages beside the gate's (the owner page uses it)."""
+    if hook is None:
+        hook = getattr(scope_or_environ.get("mfa.gate"), "locale_hook", None)
+    hooked = None
+    if hook is not None:
+        try:
+            found = hook(scope_or_environ)
+            hooked = found if isinstance(found, str) else None  # a coroutine hook cannot be awaited here
+            close = getattr(found, "close", None)
+            if callable(close):
+                close()
+        except Exception:  # a broken hook costs the user their language, not the page
+            log.exception("the locale hook failed; Accept-Language decides")
+    if "headers" in scope_or_environ and "type" in scope_or_environ:  # ASGI
+        accept = ""
+        for name, value in scope_or_environ["headers"]:
+            if name.lower() == b"accept-language":
+                accept = value.decode("latin-1")
+    else:
+        accept = str(scope_or_environ.get("HTTP_ACCEPT_LANGUAGE", ""))
+    return choose(hooked or None, accept)

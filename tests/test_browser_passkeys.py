@@ -146,8 +146,8 @@ def _walk(me: Person) -> None:
     # Passkeys only: the prompt is the passkey one (no code field); the passkey passes the gate. The answer the
     # page posts is captured on its way.
     captured: list[str] = []
-    page.on("request", lambda r: captured.append(r.post_data or "") if r.url.split("?")[0].endswith("/passkeys/authenticate")
-            else None)
+    page.on("request", lambda r: captured.append(r.post_data or "")
+            if r.url.split("?")[0].endswith("/passkeys/authenticate") else None)
     me.log_in()
     expect(page).to_have_url(me.base + "/mfa/verify?next=/")
     assert page.locator("input[name=code]").count() == 0

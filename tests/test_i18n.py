@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from babel.messages.checkers import python_format
 from babel.messages.pofile import read_po
@@ -370,3 +371,54 @@ async def test_the_required_notice_and_refusals_go_through_gettext(kind: str, re
     await site.enroll(b, "carol")
     await p.check(b, "GET", "/mfa/security")  # "required": no way to turn it off
     await p.check(b, "POST", "/mfa/disable", {"password": PASSWORD}, "/mfa/security")
+
+
+# -- the owner page (/account) on both demos ---------------------------------------------------------------
+async def test_the_owner_page_and_its_answers_go_through_gettext(pseudo: None) -> None:
+    from examples.demo import DEMO_HOST, DEMO_PASSWORD, DEMO_USER
+    from examples.demo import create_app as starlette_demo
+    from examples.flask_demo import create_app as flask_demo
+    from mfa_middleware.config import Settings
+    from mfa_middleware.passwords import FAST
+    from mfa_middleware.store import MemoryStore
+
+    cfg = Settings(secret_key="s" * 32, encryption_keys=("e" * 32,))
+    memory = MemoryStore()
+    starlette_app = starlette_demo(cfg, memory)
+    flask_app = flask_demo(cfg, argon2_profile=FAST)
+    lang = {"accept-language": PSEUDO}
+    async with starlette_app.router.lifespan_context(starlette_app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=starlette_app), base_url="http://127.0.0.1:8000", headers=lang) as asgi:
+        with httpx.Client(transport=httpx.WSGITransport(app=flask_app), base_url="http://127.0.0.1:8000",
+                          headers=lang) as wsgi:
+            for client in (asgi, wsgi):
+                async def call(method: str, url: str, client: Any = client, **kw: Any) -> httpx.Response:
+                    r = client.request(method, url, **kw)
+                    return await r if isinstance(client, httpx.AsyncClient) else r  # type: ignore[no-any-return]
+
+                await call("POST", "/login", data={"username": DEMO_USER, "password": DEMO_PASSWORD,
+                                                   "csrf_token": csrf_of((await call("GET", "/login")).text)})
+                page = await call("GET", "/account")
+                assert page.status_code == 200 and lang_and_dir(page.text) == (PSEUDO, "ltr")
+                assert_all_marked("/account", page.text)
+                token = csrf_of(page.text)
+                steps = [("create", {"group": "<b>x", "hosts": DEMO_HOST, "password": DEMO_PASSWORD}),
+                         ("create", {"group": "home", "hosts": "bad..host", "password": DEMO_PASSWORD}),
+                         ("create", {"group": "home", "hosts": DEMO_HOST, "password": "wrong"}),
+                         ("create", {"group": "home", "hosts": DEMO_HOST, "password": DEMO_PASSWORD}),
+                         ("create", {"group": "home", "hosts": DEMO_HOST, "password": DEMO_PASSWORD}),
+                         ("rotate", {"group": "home", "password": DEMO_PASSWORD}),
+                         ("hosts", {"group": "home", "add": "nothere.example.test"}),
+                         ("hosts", {"group": "home", "remove": DEMO_HOST}),
+                         ("iid", {"host": DEMO_HOST, "ipv6_interface_id": "nope"}),
+                         ("iid", {"host": DEMO_HOST, "ipv6_interface_id": "::1:2:3:4"}),
+                         ("iid", {"host": DEMO_HOST, "ipv6_interface_id": ""}),
+                         ("switch", {"value": "deny"}), ("delete", {"group": "home"}), ("delete", {"group": "home"}),
+                         ("frobnicate", {})]
+                for action, data in steps:
+                    r = await call("POST", f"/account/{action}", data={**data, "csrf_token": token})
+                    assert r.status_code < 500 and lang_and_dir(r.text) == (PSEUDO, "ltr"), r.text
+                    assert_all_marked(f"/account/{action} {data}", r.text)
+                r = await call("POST", "/account/switch", data={"value": "deny"})  # no CSRF token
+                assert r.status_code == 400
+                assert_all_marked("/account CSRF", r.text)
