@@ -70,6 +70,7 @@ async def test_pages_follow_accept_language_and_the_locale_hook(kind: str, redis
     await b.login("alice")
     r = await b.get("/mfa/verify?next=/", headers={"accept-language": "de-DE,de;q=0.9"})
     assert lang_and_dir(r.text) == ("de", "ltr") and "Geben Sie den 6-stelligen Code" in r.text
+    assert re.search(r'<input id="code"[^>]* autofocus>', r.text)  # no error: the prompt starts on its field
     assert r.headers["content-language"] == "de"
     r = await b.get("/mfa/verify?next=/", headers={"accept-language": "ar"})
     assert lang_and_dir(r.text) == ("ar", "rtl") and "تطبيق المصادقة" in r.text
@@ -84,6 +85,8 @@ async def test_pages_follow_accept_language_and_the_locale_hook(kind: str, redis
                      headers={"accept-language": "de"})
     assert r.status_code == 401 and "Dieser Code stimmt nicht." in r.text
     assert "<title>Fehler: Prüfen · mfa-ddns</title>" in r.text
+    assert re.search(r'<input id="code"[^>]* aria-invalid="true" aria-describedby="error" autofocus>', r.text)
+    assert '<p class="error" id="error" role="alert" tabindex="-1">' in r.text
 
 
 @pytest.mark.parametrize("kind", ADAPTERS)
