@@ -6,6 +6,7 @@ message that is not marked is a string that slipped past gettext."""
 from __future__ import annotations
 
 import gettext
+import os
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -425,3 +426,25 @@ async def test_the_owner_page_and_its_answers_go_through_gettext(pseudo: None) -
                 r = await call("POST", "/account/switch", data={"value": "deny"})  # no CSRF token
                 assert r.status_code == 400
                 assert_all_marked("/account CSRF", r.text)
+
+
+def test_a_checkout_without_compiled_catalogs_reads_the_po(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh clone has no .mo (git keeps only .po): the catalog is compiled in memory on first use; a .mo
+    older than its .po (edited, not yet compiled) is passed over too."""
+    import shutil
+
+    shutil.copytree(LOCALES, tmp_path / "locales", ignore=shutil.ignore_patterns("*.mo"))
+    monkeypatch.setattr(i18n, "LOCALES", tmp_path / "locales")
+    i18n.clear_caches()
+    try:
+        assert i18n.lang("de").gettext("Password") == "Passwort"
+        assert i18n.lang("ar").ngettext("You have %(count)s passkey.", "You have %(count)s passkeys.", 2) == \
+            "لديك مفتاحا مرور."
+        stale = tmp_path / "locales" / "de" / "LC_MESSAGES" / "messages.mo"
+        stale.write_bytes(b"not a catalog")  # would fail to load, were it read
+        po = stale.with_suffix(".po")
+        os.utime(stale, (po.stat().st_mtime - 10,) * 2)
+        i18n.clear_caches()
+        assert i18n.lang("de").gettext("Password") == "Passwort"
+    finally:
+        i18n.clear_caches()
