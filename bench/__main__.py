@@ -29,7 +29,12 @@ def benchmarks() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    wanted = argv or benchmarks()
+    known = benchmarks()
+    unknown = [name for name in argv if name not in known]
+    if unknown:
+        print(f"usage: python -m bench [{' '.join(known)}]\nunknown: {' '.join(unknown)}", file=sys.stderr)
+        return 2
+    wanted = argv or known
     info = machine()
     print(f"machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}; {info['server']}")
     lines: list[str] = []

@@ -66,19 +66,25 @@ class MFAMiddleware:
             # The path the app routes: without the root_path it is mounted under (Starlette, Django).
             path = asgi_route_path(scope) if scope.get("root_path") else scope["path"]
             https = scope.get("scheme") == "https"
-            cookie = _cookie_header(scope)
-            if cookie is not None:
-                if identity is not None:  # a signed-in user's every request: Gate.passing
-                    facts = self.gate.passing(path, identity, cookie, https)
-                    if facts is not None:
-                        scope["mfa"], scope["mfa.gate"] = facts, self.gate
-                        await self.app(scope, receive, send)
-                        return
-                quick = self.gate.quick(path, identity, cookie, https)
-                if quick is not None:
-                    scope["mfa"], scope["mfa.gate"] = quick.mfa, self.gate
-                    await self.app(scope, receive, _with_cookies(send, quick) if quick.cookies else send)
+            # The Cookie header as sent: the memo's key (``Gate.handle`` remembers an answer only under the very
+            # Cookie header it decided on, see ``_request``, so a first-of-several or oddly cased header at
+            # worst misses the memo).
+            cookie = b""
+            for key, value in scope.get("headers", ()):
+                if key == b"cookie":
+                    cookie = value if value.__class__ is bytes else bytes(value)  # a bytearray is unhashable
+                    break
+            if identity is not None:  # a signed-in user's every request: Gate.passing
+                facts = self.gate.passing(path, identity, cookie, https)
+                if facts is not None:
+                    scope["mfa"], scope["mfa.gate"] = facts, self.gate
+                    await self.app(scope, receive, send)
                     return
+            quick = self.gate.quick(path, identity, cookie, https)
+            if quick is not None:
+                scope["mfa"], scope["mfa.gate"] = quick.mfa, self.gate
+                await self.app(scope, receive, _with_cookies(send, quick) if quick.cookies else send)
+                return
         req = await self._request(scope, receive, identity)
         try:
             decision = await self.store.run(self.gate.handle(req))
@@ -97,8 +103,11 @@ class MFAMiddleware:
 
     async def _request(self, scope: Scope, receive: Receive, identity: str | None) -> Request:
         headers: dict[str, str] = {}
+        cookies: list[bytes] = []
         for k, v in scope.get("headers", []):
             name = k.decode("latin-1").lower()
+            if name == "cookie":
+                cookies.append(bytes(v))
             # Repeated headers join with commas (X-Forwarded-For from a chain of proxies); cookies with "; ".
             value = v.decode("latin-1")
             if name in headers:
@@ -116,7 +125,7 @@ class MFAMiddleware:
             headers=headers, cookies=parse_cookies(headers.get("cookie", "")),
             client_ip=self.gate.client_ip(str(client[0]), headers),
             https=scope.get("scheme") in ("https", "wss"), identity=identity,
-            form=form, root=asgi_root(scope), memo_key=_cookie_header(scope) if scope["type"] == "http" else None,
+            form=form, root=asgi_root(scope), memo_key=_memo_key(scope, cookies),
             locale=await self._locale(scope),
         )
 
@@ -135,18 +144,20 @@ class MFAMiddleware:
         return str(found) if found else None
 
 
-def _cookie_header(scope: Scope) -> bytes | None:
-    """The Cookie header as sent (the key of the gate's memo), b"" without one, None when there are several:
-    frameworks disagree on whether to join them, so such a request is always decided afresh."""
-    cookie = b""
-    seen = False
+def _memo_key(scope: Scope, cookies: list[bytes]) -> bytes | None:
+    """What ``handle`` may remember its answer under: the one Cookie header this request carried, exactly as the
+    fast lane reads it (lower-case name, first of the headers), or None. Several Cookie headers (frameworks
+    disagree on joining them) or an oddly cased one are decided afresh every time."""
+    if scope["type"] != "http":
+        return None
+    if not cookies:
+        return b""
+    if len(cookies) > 1:
+        return None
     for key, value in scope.get("headers", ()):
-        if key == b"cookie" or (len(key) == 6 and key.lower() == b"cookie"):  # ASGI says lower case; not all obey
-            if seen:
-                return None
-            seen = True
-            cookie = value if value.__class__ is bytes else bytes(value)  # a bytearray is unhashable
-    return cookie
+        if key == b"cookie":
+            return bytes(value)
+    return None
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -9,6 +9,8 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .clientip import trusted_proxies_from_env
+
 log = logging.getLogger("mfa_middleware")
 
 
@@ -65,9 +67,7 @@ class Settings:
             host=env.get("HOST", "127.0.0.1"),
             port=_int(env, "PORT", 8000),
             demo_seed=env.get("DEMO_SEED", "1").strip() not in ("0", "", "no", "false"),
-            # TRUSTED_PROXIES is the common name; the update endpoint's older DDNS_TRUSTED_PROXIES still counts.
-            trusted_proxies=tuple(dict.fromkeys(_split(env.get("TRUSTED_PROXIES", ""))
-                                                + _split(env.get("DDNS_TRUSTED_PROXIES", "")))),
+            trusted_proxies=_split(trusted_proxies_from_env(env)),
             dns_backend=env.get("DDNS_DNS_BACKEND", "store").strip() or "store",
             dns_server=env.get("DDNS_DNS_SERVER", "").strip(),
             dns_zones=_split(env.get("DDNS_DNS_ZONES", "")),

@@ -31,31 +31,37 @@ MAX_ENTRIES = 10_000  # a full memo is emptied (a cold second for some browsers,
 
 # An entry is a list so that ``forget`` can end it where it is (both the memo and the account's index hold
 # it): [identity, https, refresh at, expires at (monotonic), ticket due (gate clock), facts, claimed at].
-_IDENTITY, _HTTPS, _SOFT, _HARD, _DUE, _FACTS, _CLAIMED = range(7)
+_SOFT, _HARD, _CLAIMED = 2, 3, 6
 
 
 class Confirmations:
     def __init__(self, ttl: float, clock: Callable[[], float], monotonic: Callable[[], float] = time.monotonic,
-                 refresh_at: float = 0.8) -> None:
+                 refresh_at: float = 0.8, special: tuple[str, ...] = ()) -> None:
         self.ttl = ttl
         self.clock = clock  # the gate's clock, which the ticket's deadlines are in
         self.monotonic = monotonic
         self.refresh_at = refresh_at
+        self.special = special  # path prefixes with a rule of their own: never answered from here (``Gate``)
         self.entries: dict[Key, list[Any]] = {}
         self._by_account: dict[str, dict[Key, list[Any]]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Key, identity: str, https: bool) -> dict[str, Any] | None:
-        """The remembered facts (a fresh copy: the app may change them), or None to ask ``handle``."""
+    def get(self, path: str, identity: str, key: Key, https: bool) -> dict[str, Any] | None:
+        """The remembered facts for a request to an ordinary ``path`` (a fresh copy: the app may change them),
+        or None to ask ``handle``. Every signed-in request comes here first (``Gate.passing`` is this method),
+        so the entry's fields are read by position: [identity, https, refresh at, expires at, ticket due,
+        facts, claimed at]."""
+        if path.startswith(self.special):
+            return None
         e = self.entries.get(key)
-        if e is None or e[_IDENTITY] != identity or e[_HTTPS] is not https:
+        if e is None or e[0] != identity or e[1] is not https:
             return None
         now = self.monotonic()
-        if now >= e[_SOFT] and (now >= e[_HARD] or self._claim(e, now)):
+        if now >= e[2] and (now >= e[3] or self._claim(e, now)):
             return None
-        if self.clock() >= e[_DUE]:
+        if self.clock() >= e[4]:
             return None
-        facts: dict[str, Any] = e[_FACTS].copy()
+        facts: dict[str, Any] = e[5].copy()
         return facts
 
     def _claim(self, e: list[Any], now: float) -> bool:
@@ -73,7 +79,8 @@ class Confirmations:
         entry = [identity, https, now + self.ttl * self.refresh_at, now + self.ttl, due, dict(facts), -math.inf]
         with self._lock:
             if len(self.entries) >= MAX_ENTRIES:
-                self.entries, self._by_account = {}, {}
+                self.entries.clear()
+                self._by_account.clear()
             self.entries[key] = entry
             self._by_account.setdefault(identity, {})[key] = entry
 

@@ -214,7 +214,6 @@ class Gate:
         # only on the way to ``handle``, never on the fast lanes (``quick``/``passing``), which render nothing.
         self.locale_hook = locale
         self.issuer = issuer
-        self.confirmed = Confirmations(revocation_ttl, self.sessions.clock)
         self.security_headers = [("x-frame-options", "DENY"), ("content-security-policy", content_security_policy),
                                  ("referrer-policy", "same-origin"), ("x-content-type-options", "nosniff")]
         self.client_ip = ClientAddress(trusted_proxies)
@@ -224,6 +223,13 @@ class Gate:
         self._owned_prefix = self.prefix + "/"
         self._special = (self.prefix, *self.is_exempt.roots, *(p.rstrip("/") for p in self.step_up.prefixes),
                          self.logout_url)
+        self.confirmed = Confirmations(revocation_ttl, self.sessions.clock, special=self._special)
+        # ``passing(path, identity, cookie_header, https)``: what ``handle`` let through for this Cookie header,
+        # identity and scheme on an ordinary page less than ``revocation_ttl`` ago, while the ticket has nothing
+        # due: the facts for ``scope["mfa"]`` (a fresh copy), or None to ask ``handle``. A cache of ``handle``'s
+        # answer, no rule of its own; every signed-in request comes here first, hence a bound method, not a call
+        # through one.
+        self.passing = self.confirmed.get
         self._session_cookie = {False: cookie_name(SESSION_COOKIE, False), True: cookie_name(SESSION_COOKIE, True)}
         self._session_cookie_bytes = {k: v.encode() for k, v in self._session_cookie.items()}
         # What the authenticator app and the codes sheet call the account when the identity is an opaque id
@@ -254,15 +260,6 @@ class Gate:
             return Pass({"account": None, "enabled": False, "verified": False, "verified_at": None})
         facts = self.passing(path, identity, cookie_header, https)
         return None if facts is None else Pass(facts)
-
-    def passing(self, path: str, identity: str, cookie_header: str | bytes, https: bool) -> dict[str, Any] | None:
-        """What ``handle`` let through for this Cookie header, identity and scheme less than
-        ``revocation_ttl`` ago, while the ticket has nothing due: the facts for ``scope["mfa"]`` (a fresh
-        copy), or None to ask ``handle``. A cache of ``handle``'s answer (``Confirmations``), no rule of its
-        own: every signed-in request comes here first."""
-        if path.startswith(self._special):
-            return None
-        return self.confirmed.get(cookie_header, identity, https)
 
     def _has_session_cookie(self, header: str | bytes, https: bool) -> bool:
         if not header:

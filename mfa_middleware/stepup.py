@@ -8,7 +8,8 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .asgi import Send, respond
+from starlette.responses import Response
+
 from .gate import Gate, Reply, Request
 from .paths import asgi_root, asgi_route_path, wsgi_root, wsgi_route_path
 from .policy import fresh
@@ -17,14 +18,13 @@ from .wsgi import reply_to
 GATE_KEY = "mfa.gate"  # where the adapters leave the gate in the scope / environ, beside "mfa"
 
 
-class AsgiReply:
-    """An ASGI app that sends the reply (a Starlette or FastAPI handler may return it as its response)."""
+class AsgiReply(Response):
+    """A Starlette response (so a Starlette or FastAPI handler returns it as it is; any ASGI server can call it),
+    with ``status`` beside Starlette's ``status_code``."""
 
     def __init__(self, reply: Reply) -> None:
-        self.status, self.headers, self.body = reply.status, reply.headers, reply.body
-
-    async def __call__(self, scope: Any, receive: Any, send: Send) -> None:
-        await respond(send, Reply(self.status, self.headers, self.body))
+        super().__init__(reply.body, reply.status, headers=dict(reply.headers))
+        self.status = reply.status
 
 
 class WsgiReply:

@@ -11,16 +11,14 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
 
-import httpx
 import pytest
 
 from mfa_middleware import totp
 from mfa_middleware.config import Settings
-from mfa_middleware.passwords import FAST
 from mfa_middleware.store import MemoryStore
 from tests.gate_harness import Browser, key_of
+from tests.test_frameworks import open_example
 
 STEP_UP = 2  # seconds: DEMO_ADMIN_STEP_UP, so the test sees a session go stale
 SETTINGS = Settings(secret_key="s" * 32, encryption_keys=("e" * 32,), demo_seed=True)
@@ -48,50 +46,16 @@ def _django_users() -> None:
 @pytest.fixture(params=["fastapi", "starlette", "flask", "django-wsgi", "django-asgi"])
 async def example(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Example]:
     monkeypatch.setenv("DEMO_ADMIN_STEP_UP", str(STEP_UP))
-    memory = MemoryStore()
     kind: str = request.param
     async with AsyncExitStack() as stack:
-        if kind in ("fastapi", "starlette"):
-            if kind == "fastapi":
-                from examples.fastapi_demo import create_app
-
-                app: Any = create_app(SETTINGS, memory, argon2_profile=FAST)
-            else:
-                from examples.demo import create_app as create_starlette
-
-                app = create_starlette(SETTINGS, memory)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            client: Any = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-            await stack.enter_async_context(client)
-            yield Example(kind, Browser("asgi", client), "/login", ("demo", "demo-password"))
-            return
-        if kind == "flask":
-            from examples.flask_demo import create_app as create_flask
-
-            flask_app = create_flask(SETTINGS, memory, argon2_profile=FAST)
-            client = httpx.Client(transport=httpx.WSGITransport(app=flask_app), base_url="http://testserver")
-            stack.enter_context(client)
-            yield Example(kind, Browser("wsgi", client), "/login", ("demo", "demo-password"))
-            return
-        request.getfixturevalue("django_ready")
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(_django_users).result()
-        if kind == "django-wsgi":
-            from examples.django_site.wsgi import create_app as create_wsgi
-
-            client = httpx.Client(transport=httpx.WSGITransport(app=create_wsgi(SETTINGS, memory,
-                                                                                argon2_profile=FAST)),
-                                  base_url="http://testserver")
-            stack.enter_context(client)
-            yield Example(kind, Browser("wsgi", client), "/login/", ("alice", "correct horse battery"))
-        else:
-            from examples.django_site.asgi import create_app as create_asgi
-
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_asgi(SETTINGS, memory,
-                                                                                     argon2_profile=FAST)),
-                                       base_url="http://testserver")
-            await stack.enter_async_context(client)
-            yield Example(kind, Browser("asgi", client), "/login/", ("alice", "correct horse battery"))
+        if kind.startswith("django"):
+            request.getfixturevalue("django_ready")
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(_django_users).result()
+        browser = await open_example(kind, SETTINGS, MemoryStore(), stack)
+        login = "/login/" if kind.startswith("django") else "/login"
+        other = ("alice", "correct horse battery") if kind.startswith("django") else ("demo", "demo-password")
+        yield Example(kind, browser, login, other)
 
 
 def _token(page: str) -> dict[str, str]:

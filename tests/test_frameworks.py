@@ -61,37 +61,50 @@ async def site(request: pytest.FixtureRequest) -> AsyncIterator[Site]:
     memory = MemoryStore()
     kind: str = request.param
     async with AsyncExitStack() as stack:
-        if kind in ("fastapi", "starlette"):
-            if kind == "fastapi":
-                from examples.fastapi_demo import create_app
-
-                app: Any = create_app(SETTINGS, memory, argon2_profile=FAST)
-            else:
-                from examples.demo import create_app as create_starlette
-
-                app = create_starlette(SETTINGS, memory)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            _seed_update_account(memory, "alice")
-            client: Any = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-            await stack.enter_async_context(client)
-            yield Site(kind, Browser("asgi", client), "/login", "/logout", "alice")
-            return
-        request.getfixturevalue("django_ready")
-        _seed_update_account(memory, "router")
-        if kind == "django-wsgi":
-            from examples.django_site.wsgi import create_app as create_wsgi
-
-            wsgi = create_wsgi(SETTINGS, memory, argon2_profile=FAST)
-            client = httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://testserver")
-            stack.enter_context(client)
-            yield Site(kind, Browser("wsgi", client), "/login/", "/logout/", "alice")
+        if kind.startswith("django"):
+            request.getfixturevalue("django_ready")
+        browser = await open_example(kind, SETTINGS, memory, stack)
+        if kind.startswith("django"):
+            _seed_update_account(memory, "router")
+            yield Site(kind, browser, "/login/", "/logout/", "alice")
         else:
-            from examples.django_site.asgi import create_app as create_asgi
+            _seed_update_account(memory, "alice")
+            yield Site(kind, browser, "/login", "/logout", "alice")
 
-            asgi = create_asgi(SETTINGS, memory, argon2_profile=FAST)
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://testserver")
-            await stack.enter_async_context(client)
-            yield Site(kind, Browser("asgi", client), "/login/", "/logout/", "alice")
+
+async def open_example(kind: str, settings: Settings, memory: MemoryStore, stack: AsyncExitStack) -> Browser:
+    """One of the example sites (fastapi, starlette, flask, django-wsgi, django-asgi) on ``memory``, with a
+    browser talking to it through httpx's ASGI or WSGI transport; both closed with ``stack``."""
+    app: Any
+    if kind == "fastapi":
+        from examples.fastapi_demo import create_app
+
+        app = create_app(settings, memory, argon2_profile=FAST)
+    elif kind == "starlette":
+        from examples.demo import create_app as create_starlette
+
+        app = create_starlette(settings, memory)
+    elif kind == "flask":
+        from examples.flask_demo import create_app as create_flask
+
+        app = create_flask(settings, memory, argon2_profile=FAST)
+    elif kind == "django-wsgi":
+        from examples.django_site.wsgi import create_app as create_wsgi
+
+        app = create_wsgi(settings, memory, argon2_profile=FAST)
+    else:
+        from examples.django_site.asgi import create_app as create_asgi
+
+        app = create_asgi(settings, memory, argon2_profile=FAST)
+    if kind in ("flask", "django-wsgi"):
+        client: Any = stack.enter_context(httpx.Client(transport=httpx.WSGITransport(app=app),
+                                                       base_url="http://testserver"))
+        return Browser("wsgi", client)
+    if kind in ("fastapi", "starlette"):
+        await stack.enter_async_context(app.router.lifespan_context(app))
+    client = await stack.enter_async_context(httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                               base_url="http://testserver"))
+    return Browser("asgi", client)
 
 
 def _token(page: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""``python -m examples.django_site``: migrate the sqlite database, seed demo / demo-password, serve ASGI."""
+"""``python -m examples.django_site``: migrate the sqlite database, seed demo and a staff admin, serve ASGI."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import sys
 
 from ddns_update.hosts import HostRefused, Hosts
-from examples.demo import DEMO_HOST, DEMO_PASSWORD, DEMO_USER
+from examples.demo import ADMIN_PASSWORD, ADMIN_USER, DEMO_HOST, DEMO_PASSWORD, DEMO_USER
 from mfa_middleware.accounts import AccountExists, Accounts
 from mfa_middleware.config import Settings
 from mfa_middleware.passwords import PasswordHasher
@@ -40,10 +40,13 @@ def main() -> None:
     if settings.demo_seed:
         if not users.filter(username=DEMO_USER).exists():
             users.create_user(username=DEMO_USER, password=DEMO_PASSWORD)
+        if not users.filter(username=ADMIN_USER).exists():  # staff: the gate requires 2FA of them
+            users.create_user(username=ADMIN_USER, password=ADMIN_PASSWORD, is_staff=True)
         _seed_update_account(open_store(settings.redis_url, memory=memory))
     print(f"Demo site (Django, ASGI): http://{settings.host}:{settings.port}/", flush=True)
     if settings.demo_seed:
-        print(f"Demo login: {DEMO_USER} / {DEMO_PASSWORD}", flush=True)
+        print(f"Demo login: {DEMO_USER} / {DEMO_PASSWORD}   admin (staff, 2FA required): "
+              f"{ADMIN_USER} / {ADMIN_PASSWORD}", flush=True)
     uvicorn.run(create_app(settings, memory), host=settings.host, port=settings.port, log_level="info", lifespan="on")
 
 
