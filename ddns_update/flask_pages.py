@@ -13,7 +13,7 @@ from collections.abc import Callable
 from flask import Blueprint, Request, Response, redirect, request, session
 from werkzeug.wrappers import Response as BaseResponse
 
-from ddns_update.pages import CSRF_KEY, PAGE_HEADERS, Answer, OwnerPage, session_token
+from ddns_update.pages import CSRF_KEY, PAGE_HEADERS, Answer, Look, OwnerPage, session_token
 from mfa_middleware.accounts import Accounts
 from mfa_middleware.store import Store
 
@@ -31,13 +31,15 @@ def owner_blueprint(store: Store, accounts: Accounts, identity: FlaskIdentity, p
         account_id = identity(request)
         if account_id is None:
             return redirect(core.login_redirect, 303)
-        return _respond(store.run(core.render(account_id, session_token(session))))
+        look = Look.for_request(request.environ, request.root_path)
+        return _respond(store.run(core.render(account_id, session_token(session), look=look)))
 
     def act(action: str) -> BaseResponse:
         account_id = identity(request)
         if account_id is None:
             return redirect(core.login_redirect, 303)
-        return _respond(store.run(core.handle(account_id, action, request.form, session.get(CSRF_KEY))))
+        look = Look.for_request(request.environ, request.root_path)
+        return _respond(store.run(core.handle(account_id, action, request.form, session.get(CSRF_KEY), look)))
 
     blueprint.add_url_rule(path, "page", page)
     blueprint.add_url_rule(path + "/<action>", "act", act, methods=["POST"])

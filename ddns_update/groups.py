@@ -30,7 +30,20 @@ PASSWORD_BYTES = 18  # 144 bits, URL-safe text: survives ddclient and inadyn con
 
 
 class GroupRefused(Exception):
-    """A group operation that cannot be done; the message says why."""
+    """A group operation that cannot be done; the message says why (in English, for logs and the CLI);
+    ``reason`` and ``params`` let a page say it in the user's language."""
+
+    def __init__(self, message: str, reason: str = "", **params: str) -> None:
+        super().__init__(message)
+        self.reason, self.params = reason, params
+
+
+class BadGroupName(ValueError):
+    """Not a group name; ``raw`` is what was given."""
+
+    def __init__(self, message: str, raw: str) -> None:
+        super().__init__(message)
+        self.raw = raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +60,8 @@ class Group:
 def group_name(raw: str) -> str:
     name = raw.strip().lower()
     if not GROUP_NAME.fullmatch(name):
-        raise ValueError(f"group name {raw!r}: use 1-63 of a-z, 0-9, '-' and '_' (no dots, so it is never a host)")
+        raise BadGroupName(f"group name {raw!r}: use 1-63 of a-z, 0-9, '-' and '_' (no dots, so it is never a host)",
+                           raw)
     return name
 
 
@@ -183,7 +197,7 @@ class Groups:
             # (store down): the retry goes on; the CREATE script refuses if the group exists after all.
             if (not (yield cmd("SET", self.keys.login(login), claim, "NX"))
                     and (yield cmd("GET", self.keys.login(login))) != claim):
-                raise GroupRefused(f"login {login!r} is taken")
+                raise GroupRefused(f"login {login!r} is taken", "taken", login=login)
         else:
             for _ in range(10):
                 login = _new_login()
@@ -198,7 +212,7 @@ class Groups:
         outcome = yield Eval(CREATE, keys, (name, login, pw_hash, int(time.time()), *host_list))
         if outcome != "ok":
             yield Eval(RELEASE_LOGIN, (self.keys.login(login),), (claim,))
-            raise GroupRefused(_explain(outcome, account_id, name))
+            raise _refused(outcome, account_id, name)
         return Group(account_id, name, login, tuple(host_list)), password
 
     def set_hosts(self, account_id: str, name: str, add: Iterable[str] = (),
@@ -209,7 +223,7 @@ class Groups:
         keys = (self._k(account_id, "hosts"), self._k(account_id, "group:" + name))
         outcome = yield Eval(SET_HOSTS, keys, (len(adding), *adding, *removing))
         if not outcome.startswith("ok:"):
-            raise GroupRefused(_explain(outcome, account_id, name))
+            raise _refused(outcome, account_id, name)
         login = yield cmd("HGET", self._k(account_id, "group:" + name), "login")
         return Group(account_id, name, login or "", tuple(h for h in outcome[3:].split(",") if h))
 
@@ -220,7 +234,7 @@ class Groups:
         pw_hash = yield Offload(lambda: self.hasher.hash(password))
         login = yield Eval(ROTATE, (self._k(account_id, "group:" + name), self._k(account_id, "cred")), (pw_hash,))
         if not login:
-            raise GroupRefused(_explain("nogroup", account_id, name))
+            raise _refused("nogroup", account_id, name)
         return login, password
 
     def delete(self, account_id: str, name: str) -> Op[str]:
@@ -229,7 +243,7 @@ class Groups:
                 self._k(account_id, "abuse"), self._k(account_id, "faults"))
         login = yield Eval(DELETE, keys, (name,))
         if not login:
-            raise GroupRefused(_explain("nogroup", account_id, name))
+            raise _refused("nogroup", account_id, name)
         yield from self._release(account_id, name, login)
         return str(login)
 
@@ -246,6 +260,11 @@ class Groups:
         rows = yield batch([cmd("HMGET", self._k(account_id, "group:" + n), "login", "hosts") for n in names])
         return [Group(account_id, n, login or "", tuple(h for h in (hosts or "").split(",") if h))
                 for n, (login, hosts) in zip(names, rows, strict=True)]
+
+
+def _refused(outcome: str, account_id: str, name: str) -> GroupRefused:
+    reason, _, host = outcome.partition(":")
+    return GroupRefused(_explain(outcome, account_id, name), reason, name=name, host=host)
 
 
 def _explain(outcome: str, account_id: str, name: str) -> str:

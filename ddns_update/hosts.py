@@ -36,11 +36,28 @@ EMPTY_RECORD = "||0|0"  # no address yet, online, never updated (ADD_RECORDS wri
 
 
 class HostRefused(Exception):
-    """A host operation that cannot be done; the message says why."""
+    """A host operation that cannot be done; the message says why (in English, for logs and the CLI);
+    ``reason`` and ``params`` let a page say it in the user's language."""
+
+    def __init__(self, message: str, reason: str = "", **params: str) -> None:
+        super().__init__(message)
+        self.reason, self.params = reason, params
 
 
 class BadHostname(ValueError):
-    """Not a valid host name (RFC 1123 labels, at most 253 characters)."""
+    """Not a valid host name (RFC 1123 labels, at most 253 characters); ``raw`` is what was given."""
+
+    def __init__(self, message: str, raw: str = "") -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class BadInterfaceId(ValueError):
+    """Not an IPv6 interface id; ``raw`` is what was given."""
+
+    def __init__(self, message: str, raw: str = "") -> None:
+        super().__init__(message)
+        self.raw = raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +94,7 @@ def parse_record(host: str, packed: str, history_entry: str | None = None) -> Ho
 def canonical_host(raw: str) -> str:
     host = normalize_hostname(raw)
     if host is None:
-        raise BadHostname(f"{raw!r} is not a valid host name (RFC 1123 labels, at most 253 characters)")
+        raise BadHostname(f"{raw!r} is not a valid host name (RFC 1123 labels, at most 253 characters)", raw)
     return host
 
 
@@ -105,7 +122,7 @@ def interface_id(raw: str) -> str | None:
         return None
     address = parse_ip(text) if ":" in text else None
     if not isinstance(address, IPv6Address) or int(address) == 0:
-        raise ValueError(f"{raw!r} is not an IPv6 interface id (written like ::1:2:3:4)")
+        raise BadInterfaceId(f"{raw!r} is not an IPv6 interface id (written like ::1:2:3:4)", raw)
     return str(address)
 
 
@@ -186,12 +203,12 @@ class Hosts:
             owner = yield cmd("HGET", bucket, host)
             if owner != account_id:
                 yield from self._release(account_id, claimed)
-                raise HostRefused(f"host {host} belongs to another account")
+                raise HostRefused(f"host {host} belongs to another account", "taken", host=host)
         added = yield Eval(ADD_RECORDS, (self.keys.account(account_id), hosts_key(self.keys, account_id)),
                            tuple(hosts))
         if added == -1:
             yield from self._release(account_id, claimed)
-            raise HostRefused(f"no account {account_id!r}")
+            raise HostRefused(f"no account {account_id!r}", "noaccount")
         return hosts
 
     def _release(self, account_id: str, hosts: list[str]) -> Op[None]:
@@ -232,7 +249,7 @@ class Hosts:
         host, value = canonical_host(host), interface_id(raw)
         keys = (hosts_key(self.keys, account_id), interface_ids_key(self.keys, account_id))
         if not (yield Eval(SET_INTERFACE_ID, keys, (host, value or ""))):
-            raise HostRefused(f"account {account_id} has no host {host}")
+            raise HostRefused(f"account {account_id} has no host {host}", "nohost", host=host)
         return value
 
     def history(self, account_id: str, host: str, limit: int = HISTORY_LENGTH) -> Op[builtins.list[HostRecord]]:

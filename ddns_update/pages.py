@@ -13,9 +13,10 @@ nobody is logged in.
 
 from __future__ import annotations
 
-import html
 import secrets
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -23,19 +24,20 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ddns_update.account_settings import AccountSettings
-from ddns_update.groups import Group, GroupRefused, Groups
-from ddns_update.hosts import HostRecord, HostRefused, Hosts
+from ddns_update.groups import BadGroupName, GroupRefused, Groups
+from ddns_update.hosts import BadHostname, BadInterfaceId, HostRefused, Hosts
+from mfa_middleware import i18n
 from mfa_middleware.accounts import Accounts
 from mfa_middleware.crypto import constant_time_equals
 from mfa_middleware.gate import DEFAULT_CSP
+from mfa_middleware.pages import Pages
 from mfa_middleware.store import AsyncStore, Keys, Op
 
 CSRF_KEY = "ddns_csrf"  # the session key of the page's CSRF token (apart from the host app's own)
-CSRF_FAILED = "CSRF check failed; reload the page."
 Answer = tuple[int, str]  # (HTTP status, HTML body)
 Form = Mapping[str, object]  # Starlette's FormData and Werkzeug's MultiDict both are one
-_E = html.escape
-_REAUTH_INPUT = '<input type="password" name="password" placeholder="account password" required>'
+TEMPLATES = Path(__file__).parent / "templates"
+ACTIONS = ("create", "rotate", "delete", "hosts", "iid", "switch")
 
 
 # The owner page may show a new group password: never cached, never framed (the gate's pages say the same).
@@ -59,8 +61,32 @@ def csrf_matches(expected: object, sent: object) -> bool:
     return bool(expected) and constant_time_equals(str(expected), str(sent or ""))
 
 
-def _alert(message: str) -> str:
-    return f'<p role="alert">{_E(message)}</p>'
+@dataclass(frozen=True)
+class Look:
+    """How one request sees the page: its language, and where the gate's stylesheet is (the page is drawn on
+    the gate's base template, so it looks like the gate's pages). ``for_request`` reads both off the request."""
+
+    lang: i18n.Lang = field(default_factory=lambda: i18n.lang(i18n.DEFAULT))
+    prefix: str = "/mfa"
+    issuer: str = "mfa-ddns"
+
+    @classmethod
+    def for_request(cls, scope_or_environ: Any, root: str = "") -> Look:
+        gate = scope_or_environ.get("mfa.gate")
+        lang = i18n.for_request(scope_or_environ)
+        if gate is None:
+            return cls(lang)
+        return cls(lang, root + gate.prefix, gate.issuer)
+
+
+@dataclass
+class Outcome:
+    """What an action did (``notice``: a kind and its values) or why it was refused (``error``, ``field``)."""
+
+    notice: dict[str, Any] | None = None
+    error: str = ""
+    field: str = ""
+    status: int = 200
 
 
 class OwnerPage:
@@ -69,103 +95,112 @@ class OwnerPage:
     def __init__(self, keys: Keys, accounts: Accounts, path: str = "/account") -> None:
         self.accounts, self.path = accounts, path
         self.hosts, self.groups, self.switches = Hosts(keys), Groups(keys, accounts.hasher), AccountSettings(keys)
+        self.pages = Pages([TEMPLATES])  # the gate's templates (its base) come after these
 
     @property
     def login_redirect(self) -> str:
         """Where an adapter sends a visitor nobody logged in (303)."""
         return f"/login?next={self.path}"
 
-    def render(self, account_id: str, csrf: str, notice: str = "", status: int = 200) -> Op[Answer]:
-        """The page for ``account_id``; ``notice`` is trusted HTML shown above the hosts."""
+    def render(self, account_id: str, csrf: str, outcome: Outcome | None = None, look: Look | None = None,
+               typed: Form | None = None) -> Op[Answer]:
+        """The page for ``account_id``, with what the last action did or why it was refused."""
+        look, outcome = look or Look(), outcome or Outcome()
         records = yield from self.hosts.list(account_id)
         group_list = yield from self.groups.list(account_id)
         current = (yield from self.switches.get(account_id)) or {}
-        deny = current.get("account_password_updates") == "deny"
-        return status, _Html(self.path, csrf).page(records, group_list, deny, notice)
+        never = look.lang.gettext("never")
+        hosts = [{"host": r.host, "ipv4": r.ipv4, "ipv6": r.ipv6, "offline": r.offline,
+                  "updated": look.lang.datetime(r.updated_at, never), "ipv6_interface_id": r.ipv6_interface_id}
+                 for r in records]
+        kept = {"group": str((typed or {}).get("group", "")), "hosts": str((typed or {}).get("hosts", ""))}
+        body = self.pages.render("ddns_account.html", look.lang, prefix=look.prefix, issuer=look.issuer,
+                                 path=self.path, csrf=csrf, hosts=hosts, groups=group_list,
+                                 deny=current.get("account_password_updates") == "deny", notice=outcome.notice,
+                                 error=outcome.error, error_field=outcome.field,
+                                 typed=kept if outcome.error else {"group": "", "hosts": ""})
+        return outcome.status, body
 
-    def handle(self, account_id: str, action: str, form: Form, session_csrf: object) -> Op[Answer]:
+    def message(self, look: Look, status: int, title: str, message: str) -> Answer:
+        body = self.pages.render("mfa_message.html", look.lang, prefix=look.prefix, issuer=look.issuer,
+                                 title=title, message=message, link=self.path)
+        return status, body
+
+    def handle(self, account_id: str, action: str, form: Form, session_csrf: object,
+               look: Look | None = None) -> Op[Answer]:
         """A POST to ``PATH/ACTION``; ``session_csrf`` is the token the session holds (``None`` if none)."""
+        look = look or Look()
+        _ = look.lang.gettext
         if not csrf_matches(session_csrf, form.get("csrf_token")):
-            return 400, CSRF_FAILED
-        csrf = str(session_csrf)
+            return self.message(look, 400, _("Please try again"),
+                                _("The form expired or did not come from this site. Please try again."))
+        if action not in ACTIONS:
+            return self.message(look, 404, _("Not found"), _("There is no such page."))
+        csrf, group = str(session_csrf), str(form.get("group", ""))
         if action in ("create", "rotate"):
             ok = yield from self.accounts.authenticate(account_id, str(form.get("password", "")))
             if ok is None:
-                return (yield from self.render(account_id, csrf, _alert("Wrong password."), 401))
+                where = "create-password" if action == "create" else "rotate-" + group
+                return (yield from self.render(account_id, csrf, Outcome(error=_("Wrong password."), field=where,
+                                                                         status=401), look, form))
         try:
-            notice = yield from self._do(action, account_id, str(form.get("group", "")), form)
+            notice = yield from self._do(action, account_id, group, form)
         except (GroupRefused, HostRefused, ValueError) as exc:
-            return (yield from self.render(account_id, csrf, _alert(str(exc)), 400))
-        return (yield from self.render(account_id, csrf, notice))
+            refused = Outcome(error=refusal(look.lang, exc), field=_field(action, group, form, exc), status=400)
+            return (yield from self.render(account_id, csrf, refused, look, form))
+        return (yield from self.render(account_id, csrf, Outcome(notice=notice), look))
 
-    def _do(self, action: str, account_id: str, group: str, form: Form) -> Op[str]:
+    def _do(self, action: str, account_id: str, group: str, form: Form) -> Op[dict[str, Any]]:
         if action == "create":
             made, password = yield from self.groups.create(account_id, group, split(form.get("hosts")))
-            return (f'<p>Group created. Username <code data-username>{_E(made.login)}</code>, password '
-                    f'<code data-password>{_E(password)}</code> (shown only now).</p>')
+            return {"kind": "created", "params": {"login": made.login, "password": password}}
         if action == "rotate":
             login, password = yield from self.groups.rotate(account_id, group)
-            return f'<p>New password for <code>{_E(login)}</code>: <code data-password>{_E(password)}</code></p>'
+            return {"kind": "rotated", "params": {"login": login, "password": password}}
         if action == "delete":
             yield from self.groups.delete(account_id, group)
-            return "<p>Group deleted.</p>"
+            return {"kind": "deleted", "params": {}}
         if action == "hosts":
             yield from self.groups.set_hosts(account_id, group, split(form.get("add")), split(form.get("remove")))
-            return "<p>Group hosts changed.</p>"
+            return {"kind": "hosts", "params": {}}
         if action == "iid":
             host = str(form.get("host", ""))
             value = yield from self.hosts.set_interface_id(account_id, host, str(form.get("ipv6_interface_id", "")))
-            return f"<p>IPv6 interface id of <code>{_E(host)}</code>: <code>{_E(value or 'none')}</code></p>"
-        if action == "switch":
-            yield from self.switches.set(account_id, "account_password_updates", form.get("value") == "allow")
-            return "<p>Saved.</p>"
-        raise ValueError(f"unknown action {action!r}")
+            return {"kind": "iid" if value else "iid-cleared", "params": {"host": host, "value": value or ""}}
+        yield from self.switches.set(account_id, "account_password_updates", form.get("value") == "allow")
+        return {"kind": "saved", "params": {}}
 
 
-class _Html:
-    """The page's markup; every form posts to ``PATH/ACTION`` with the CSRF token."""
-
-    def __init__(self, path: str, csrf: str) -> None:
-        self.path, self.csrf = path, csrf
-
-    def form(self, action: str, fields: str, label: str) -> str:
-        return (f'<form method="post" action="{self.path}/{action}"><input type="hidden" name="csrf_token" '
-                f'value="{self.csrf}">{fields}<button>{_E(label)}</button></form>')
-
-    def page(self, records: Sequence[HostRecord], groups: Sequence[Group], deny: bool, notice: str) -> str:
-        rows = "".join(map(self.host_row, records))
-        items = "".join(map(self.group_item, groups))
-        create = self.form("create", '<input name="group" placeholder="group name" required>'
-                           '<input name="hosts" placeholder="host1,host2" required>' + _REAUTH_INPUT, "Create group")
-        switch = self.form("switch", f'<input type="hidden" name="value" value="{"allow" if deny else "deny"}">',
-                           "Allow" if deny else "Deny")
-        return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Hosts &amp; groups</title></head>
-<body><h1>Hosts &amp; groups</h1>{notice}
-<table><tr><th>host</th><th>IPv4</th><th>IPv6</th><th>state</th><th>updated</th><th>IPv6 interface id</th></tr>
-{rows}</table>
-<h2>Groups</h2><ul>{items}</ul>
-{create}
-<h2>Update clients</h2><p>Account password updates: {"denied" if deny else "allowed"}</p>
-{switch}</body></html>"""
-
-    def host_row(self, r: HostRecord) -> str:
-        # An update with an IPv6 prefix (a FRITZ!Box's <ip6lanprefix>) sets the AAAA to prefix + this id.
-        iid = self.form("iid", f'<input type="hidden" name="host" value="{_E(r.host)}">'
-                        f'<input name="ipv6_interface_id" value="{_E(r.ipv6_interface_id or "")}" '
-                        f'placeholder="::1:2:3:4" aria-label="IPv6 interface id of {_E(r.host)}">', "Set")
-        return (f"<tr><td>{_E(r.host)}</td><td>{_E(r.ipv4 or '-')}</td><td>{_E(r.ipv6 or '-')}</td>"
-                f"<td>{'offline' if r.offline else 'online'}</td><td>{r.updated_at or 'never'}</td>"
-                f"<td>{iid}</td></tr>")
-
-    def group_item(self, g: Group) -> str:
-        named = f'<input type="hidden" name="group" value="{_E(g.name)}">'
-        return (f"<li><b>{_E(g.name)}</b> login <code>{_E(g.login)}</code>: {_E(', '.join(g.hosts) or '-')}"
-                + self.form("rotate", named + _REAUTH_INPUT, "Rotate")
-                + self.form("delete", named, "Delete")
-                + self.form("hosts", named + '<input name="add" placeholder="add hosts">'
-                            '<input name="remove" placeholder="remove hosts">', "Change hosts") + "</li>")
+def refusal(lang: i18n.Lang, exc: Exception) -> str:
+    """Why an action was refused, in the user's words and language (the exceptions' own texts are English,
+    for logs and the CLI)."""
+    _ = lang.gettext
+    if isinstance(exc, BadGroupName):
+        return (_("“%(name)s” is not a group name: use 1 to 63 of the letters a-z, the digits 0-9, “-” and “_”.")
+                % {"name": exc.raw})
+    if isinstance(exc, BadHostname):
+        return _("“%(name)s” is not a valid host name.") % {"name": exc.raw}
+    if isinstance(exc, BadInterfaceId):
+        return _("“%(value)s” is not an IPv6 interface id (written like ::1:2:3:4).") % {"value": exc.raw}
+    reason, params = getattr(exc, "reason", ""), getattr(exc, "params", {})
+    if reason == "exists":
+        return _("You already have a group called “%(name)s”.") % params
+    if reason == "nogroup":
+        return _("You have no group called “%(name)s”.") % params
+    if reason == "nohost":
+        return _("“%(host)s” is not one of your hosts.") % params
+    return _("That could not be done. Check what you entered and try again.")
 
 
+def _field(action: str, group: str, form: Form, exc: Exception) -> str:
+    """The field a refusal is about, so the page marks it and moves focus there."""
+    if action == "create":
+        return "create-group" if isinstance(exc, BadGroupName) else "create-hosts"
+    if action == "hosts":
+        return "add-" + group
+    if action == "iid":
+        return "iid-" + str(form.get("host", ""))
+    return ""
 
 
 # --- Starlette adapter -------------------------------------------------------------------------------------
@@ -182,7 +217,8 @@ def owner_routes(store: AsyncStore, accounts: Accounts, identity: Identity, path
         account_id = identity(request)
         if account_id is None:
             return RedirectResponse(core.login_redirect, 303)
-        return _respond(await store.run(core.render(account_id, session_token(request.session))))
+        look = Look.for_request(request.scope, request.scope.get("root_path", ""))
+        return _respond(await store.run(core.render(account_id, session_token(request.session), look=look)))
 
     async def act(request: Request) -> Response:
         account_id = identity(request)
@@ -193,7 +229,8 @@ def owner_routes(store: AsyncStore, accounts: Accounts, identity: Identity, path
         except ClientDisconnect:  # the client left mid-body: nobody to answer
             return Response(status_code=400)
         action = request.path_params["action"]
-        return _respond(await store.run(core.handle(account_id, action, data, request.session.get(CSRF_KEY))))
+        look = Look.for_request(request.scope, request.scope.get("root_path", ""))
+        return _respond(await store.run(core.handle(account_id, action, data, request.session.get(CSRF_KEY), look)))
 
     return [Route(path, page), Route(path + "/{action}", act, methods=["POST"])]
 

@@ -62,8 +62,8 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#222}}
 input,button{{font-size:1rem;padding:.5rem;margin:.25rem 0;width:100%;box-sizing:border-box}}
-button{{background:#0b5;color:#fff;border:0;border-radius:4px;cursor:pointer}}
-.error{{color:#b00}} nav a{{margin-right:1rem}}</style></head><body>{body}</body></html>"""
+button{{background:#0a7d45;color:#fff;border:0;border-radius:4px;cursor:pointer}}
+.error{{color:#b00}} nav a{{margin-inline-end:1rem}}</style></head><body>{body}</body></html>"""
 
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:

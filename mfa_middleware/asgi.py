@@ -126,7 +126,22 @@ class MFAMiddleware:
             client_ip=self.gate.client_ip(str(client[0]), headers),
             https=scope.get("scheme") in ("https", "wss"), identity=identity,
             form=form, root=asgi_root(scope), memo_key=_memo_key(scope, cookies),
+            locale=await self._locale(scope),
         )
+
+    async def _locale(self, scope: Scope) -> str | None:
+        """The host app's language for this user (the ``locale`` hook; it may be a coroutine function)."""
+        hook = self.gate.locale_hook
+        if hook is None:
+            return None
+        try:
+            found: Any = hook(scope)
+            if inspect.isawaitable(found):
+                found = await found
+        except Exception:  # a broken hook costs the user their language, not the page
+            log.exception("the locale hook failed; Accept-Language decides")
+            return None
+        return str(found) if found else None
 
 
 def _memo_key(scope: Scope, cookies: list[bytes]) -> bytes | None:

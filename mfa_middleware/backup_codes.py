@@ -11,6 +11,8 @@ import hmac
 import math
 import secrets
 
+from .i18n import ascii_digits
+
 ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 LENGTH = 24  # 24 symbols x 5 bits = 120 bits, above the 112 bits that make a keyed fast hash enough
 GROUP = 4
@@ -39,7 +41,7 @@ def format_code(code: str) -> str:
 
 def normalize(user_input: str) -> str | None:
     """The canonical form of a typed code (no separators, lower-case), or None if it cannot be a code."""
-    code = user_input.translate(_SEPARATORS)
+    code = ascii_digits(user_input).translate(_SEPARATORS)  # Arabic-Indic and Persian digits count too
     if not code.isascii():  # also keeps str.lower() from expanding odd Unicode characters
         return None
     code = code.lower().translate(_CONFUSIONS)

@@ -7,7 +7,9 @@ with its store; the result is ``Pass`` (call the app, with ``mfa`` facts and may
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from . import backup_codes
+from . import backup_codes, i18n
 from .accounts import Accounts
 from .clientip import ClientAddress
 from .confirmations import Confirmations
@@ -54,6 +56,7 @@ class Request:
     form: Mapping[str, str] = field(default_factory=dict)
     root: str = ""  # where the app is mounted (``paths.mount_point``): only put in front of URLs sent out
     memo_key: str | bytes | None = None  # the Cookie header as the server gave it (``Confirmations``)
+    locale: str | None = None  # the host app's language for this user (the ``locale`` hook), if it said one
 
     @property
     def full_path(self) -> str:
@@ -173,6 +176,7 @@ class Gate:
         webauthn_rp_id: str | None = None,
         webauthn_origins: Sequence[str] | None = None,
         clock: Callable[[], float] = time.time,
+        locale: i18n.LocaleHook | None = None,
     ) -> None:
         if not secret_key:
             raise ValueError("secret_key is required (MFA_SECRET_KEY)")
@@ -206,6 +210,9 @@ class Gate:
         self.sessions = Sessions(keys, secret_key, idle_timeout=idle_timeout,
                                  absolute_timeout=absolute_timeout, clock=clock)
         self.pages = Pages(template_dirs)
+        # The host app's language for a request (given the ASGI scope or WSGI environ); asked by the adapters
+        # only on the way to ``handle``, never on the fast lanes (``quick``/``passing``), which render nothing.
+        self.locale_hook = locale
         self.issuer = issuer
         self.security_headers = [("x-frame-options", "DENY"), ("content-security-policy", content_security_policy),
                                  ("referrer-policy", "same-origin"), ("x-content-type-options", "nosniff")]
@@ -304,8 +311,11 @@ class Gate:
         """Fail closed: the store is down, so nobody gets through."""
         if req.wants_json():
             return self.json(503, {"error": "unavailable"}, [("retry-after", "30")])
-        body = self.pages.render("mfa_message.html", title="Temporarily unavailable", prefix=req.root + self.prefix,
-                                 message="Sign-in is unavailable right now. Please try again in a minute.")
+        lang = self.lang(req)
+        body = self.pages.render("mfa_message.html", lang, title=lang.gettext("Temporarily unavailable"),
+                                 prefix=req.root + self.prefix, issuer=self.issuer,
+                                 message=lang.gettext("Sign-in is unavailable right now. Please try again in a "
+                                                      "minute."))
         reply = Reply(503, [("content-type", "text/html; charset=utf-8"), ("retry-after", "30")], body.encode())
         self.secured(reply)
         return reply
@@ -419,9 +429,11 @@ class Gate:
             return self.json(401, {"error": "step_up_required", "verify_url": url, "max_age": max_age})
         if req.method in ("GET", "HEAD"):
             return self.redirect(url)
-        body = self.pages.render("mfa_message.html", prefix=base, issuer=self.issuer, title="Confirm it's you",
-                                 message="For your security, confirm it's you, then submit the form again. "
-                                         "What you entered was not sent.", link=url)
+        lang = self.lang(req)
+        body = self.pages.render("mfa_message.html", lang, prefix=base, issuer=self.issuer,
+                                 title=lang.gettext("Confirm it's you"),
+                                 message=lang.gettext("For your security, confirm it's you, then submit the form "
+                                                      "again. What you entered was not sent."), link=url)
         return Reply(401, [("content-type", "text/html; charset=utf-8")], body.encode("utf-8"))
 
     def _challenge(self, ctx: Context, where: str) -> Reply:
@@ -496,12 +508,32 @@ class Gate:
             parts.append("Secure")
         return "; ".join(parts)
 
-    def html(self, template: str, status: int = 200, **context: Any) -> Reply:
+    def lang(self, req: Request) -> i18n.Lang:
+        """The language of the pages for this request: the ``locale`` hook's, else Accept-Language's, else
+        English (``i18n.choose``)."""
+        return i18n.choose(req.locale, req.headers.get("accept-language", ""))
+
+    def hook_locale(self, scope_or_environ: Any) -> str | None:
+        """The ``locale`` hook's answer, called synchronously (WSGI, ``require_recent``); ASGI awaits its own."""
+        if self.locale_hook is None:
+            return None
+        try:
+            found: Any = self.locale_hook(scope_or_environ)
+        except Exception:  # a broken hook costs the user their language, not the page
+            logging.getLogger("mfa_middleware").exception("the locale hook failed; Accept-Language decides")
+            return None
+        if inspect.isawaitable(found):  # a coroutine hook where nothing can await it
+            getattr(found, "close", lambda: None)()
+            return None
+        return str(found) if found else None
+
+    def html(self, template: str, status: int = 200, lang: i18n.Lang | None = None, **context: Any) -> Reply:
         """A page; ``prefix`` (the gate's pages as the browser reaches them) is ``Context.base``."""
         context = {"prefix": self.prefix, "issuer": self.issuer, "digits": self.twofactor.params.digits, **context}
-        body = self.pages.render(template, **context)
-        return Reply(status, [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store")],
-                     body.encode("utf-8"))
+        lang = lang or i18n.lang(i18n.DEFAULT)
+        body = self.pages.render(template, lang, **context)
+        return Reply(status, [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store"),
+                              ("content-language", lang.code)], body.encode("utf-8"))
 
     @staticmethod
     def redirect(url: str) -> Reply:

@@ -11,6 +11,7 @@ from typing_extensions import Unpack
 
 from .config import ConfigError
 from .gate import Gate
+from .i18n import LocaleHook
 from .passwords import Argon2Profile
 from .policy import PolicyFn
 from .store import Keys
@@ -51,6 +52,7 @@ class GateOptions(TypedDict, total=False):
     webauthn_rp_id: str | None
     webauthn_origins: Sequence[str] | None
     clock: Callable[[], float]
+    locale: LocaleHook | None
 
 
 def gate_and_store_url(

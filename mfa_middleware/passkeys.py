@@ -52,6 +52,7 @@ from webauthn.helpers.structs import (
 )
 
 from . import backup_codes
+from .i18n import N_
 from .metrics import VERIFICATIONS
 from .store import Keys, Op, cmd
 from .store.effects import Eval, Script, batch
@@ -174,7 +175,11 @@ return 'ok'
 class PasskeyError(Exception):
     """A WebAuthn step refused: ``code`` for the JSON answer, ``message`` for people, ``status`` for HTTP."""
 
-    def __init__(self, code: str, message: str, status: int = 400, retry_after: float = 0.0) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, retry_after: float = 0.0,
+                 params: dict[str, object] | None = None) -> None:
+        # ``message`` is English with ``%(name)s`` fields from ``params``: pages translate ``template`` first.
+        self.template, self.params = message, params or {}
+        message = message % self.params if params else message
         super().__init__(message)
         self.code, self.message, self.status, self.retry_after = code, message, status, retry_after
 
@@ -262,9 +267,9 @@ class RelyingParty:
         host = host.strip().lower()
         hostname = host.rsplit(":", 1)[0] if _HOST.match(host) else ""
         if not _valid_rp_id(hostname) or (self.rp_id and not _within(hostname, self.rp_id)):
-            raise PasskeyError("passkeys_unavailable", "Passkeys cannot be used at this address.")
+            raise PasskeyError("passkeys_unavailable", N_("Passkeys cannot be used at this address."))
         if not https and not _is_localhost(hostname):
-            raise PasskeyError("passkeys_unavailable", "Passkeys need a secure (HTTPS) connection.")
+            raise PasskeyError("passkeys_unavailable", N_("Passkeys need a secure (HTTPS) connection."))
         return self.rp_id or hostname, (("https://" if https else "http://") + host,)
 
 
@@ -356,7 +361,8 @@ class Passkeys:
                              name: str) -> Op[dict[str, Any]]:
         existing = yield from self.list(account_id)
         if len(existing) >= MAX_PASSKEYS:
-            raise PasskeyError("too_many", f"An account can have {MAX_PASSKEYS} passkeys at most.", 409)
+            raise PasskeyError("too_many", N_("An account can have %(num)d passkeys at most."), 409,
+                               params={"num": MAX_PASSKEYS})
         challenge = yield from self._new_challenge(account_id, REGISTER, sid, name)
         options = generate_registration_options(
             rp_id=rp_id, rp_name=self.rp.name, user_name=user_name, user_id=self.user_handle(account_id),
@@ -375,22 +381,23 @@ class Passkeys:
             credential = parse_registration_credential_json(response)
             challenge = _challenge_of(credential.response.client_data_json)
         except Exception as exc:  # py_webauthn's parsers let more than WebAuthnException through
-            raise PasskeyError("bad_request", "That is not a passkey registration.") from exc
+            raise PasskeyError("bad_request", N_("That is not a passkey registration.")) from exc
         taken = yield from self._consume(account_id, REGISTER, sid, challenge)
         if taken is None:
-            raise PasskeyError("challenge", "The request expired or was already used. Please try again.")
+            raise PasskeyError("challenge", N_("The request expired or was already used. Please try again."))
         name = taken[0]
         try:
             verified = verify_registration_response(
                 credential=credential, expected_challenge=challenge, expected_rp_id=rp_id,
                 expected_origin=list(origins), require_user_verification=self.rp.uv_required)
         except Exception as exc:  # WebAuthnException, and cbor2/cryptography errors on malformed data
-            raise PasskeyError("refused", f"The passkey was not accepted: {exc}") from exc
+            raise PasskeyError("refused", N_("The passkey was not accepted: %(reason)s"),
+                               params={"reason": str(exc)}) from exc
         cid = bytes_to_base64url(verified.credential_id)
         now = self._now_ms()
         claimed = yield from self._claim(account_id, cid, now)
         if not claimed:
-            raise PasskeyError("taken", "This passkey is already registered to another account.", 409)
+            raise PasskeyError("taken", N_("This passkey is already registered to another account."), 409)
         transports = [t.value for t in (credential.response.transports or [])
                       if isinstance(t, AuthenticatorTransport)]
         data = json.dumps({"pk": bytes_to_base64url(verified.credential_public_key), "rp": rp_id, "added": now,
@@ -402,10 +409,11 @@ class Passkeys:
         keys = (self._k(account_id, "mfa"), *self._parts(account_id)[:3], self._k(account_id, "backup"))
         state, epoch = yield Eval(ADD, keys, (cid, data, name, verified.sign_count, now, MAX_PASSKEYS, *digests))
         if int(state) == -1:  # already this account's: its claim stays
-            raise PasskeyError("taken", "This passkey is already registered to your account.", 409)
+            raise PasskeyError("taken", N_("This passkey is already registered to your account."), 409)
         if int(state) < 0:
             yield from self._release(account_id, [cid])
-            raise PasskeyError("too_many", f"An account can have {MAX_PASSKEYS} passkeys at most.", 409)
+            raise PasskeyError("too_many", N_("An account can have %(num)d passkeys at most."), 409,
+                               params={"num": MAX_PASSKEYS})
         self.twofactor.audit("webauthn_added", account_id, credential=cid[:16], name=name)
         if int(state) == 1:
             self.twofactor.audit("enabled", account_id, method="webauthn")
@@ -434,7 +442,7 @@ class Passkeys:
     def authentication_options(self, account_id: str, sid: str, rp_id: str) -> Op[dict[str, Any]]:
         existing = [p for p in (yield from self.list(account_id)) if p.rp_id == rp_id]
         if not existing:
-            raise PasskeyError("no_passkey", "This account has no passkey for this site.", 404)
+            raise PasskeyError("no_passkey", N_("This account has no passkey for this site."), 404)
         challenge = yield from self._new_challenge(account_id, AUTHENTICATE, sid, "")
         options = generate_authentication_options(
             rp_id=rp_id, challenge=challenge, timeout=CHALLENGE_TTL_MS,
@@ -451,7 +459,7 @@ class Passkeys:
             challenge = _challenge_of(credential.response.client_data_json)
             cid = bytes_to_base64url(credential.raw_id)
         except Exception as exc:  # py_webauthn's parsers let more than WebAuthnException through
-            raise PasskeyError("bad_request", "That is not a passkey answer.") from exc
+            raise PasskeyError("bad_request", N_("That is not a passkey answer.")) from exc
         refusal: list[PasskeyError] = []
 
         def check() -> Op[bool]:
@@ -466,11 +474,11 @@ class Passkeys:
         if outcome.reason == "locked":
             VERIFICATIONS.labels("webauthn", "locked").inc()
             wait = max(1, round(outcome.retry_after))
-            raise PasskeyError("locked", f"Too many attempts. Try again in {wait} seconds.", 429,
-                               outcome.retry_after)
+            raise PasskeyError("locked", "Too many attempts. Try again in %(num)d seconds.", 429,
+                               outcome.retry_after, params={"num": wait})
         if not outcome.ok:
             VERIFICATIONS.labels("webauthn", "wrong").inc()
-            refused = refusal[0] if refusal else PasskeyError("refused", "The passkey was not accepted.", 401)
+            refused = refusal[0] if refusal else PasskeyError("refused", N_("The passkey was not accepted."), 401)
             refused.retry_after = outcome.retry_after
             raise refused
         VERIFICATIONS.labels("webauthn", "ok").inc()
@@ -481,13 +489,13 @@ class Passkeys:
                          challenge: bytes, cid: str, ip: str) -> Op[None]:
         taken = yield from self._consume(account_id, AUTHENTICATE, sid, challenge, cid)
         if taken is None:
-            raise PasskeyError("challenge", "The request expired or was already used. Please try again.", 401)
+            raise PasskeyError("challenge", N_("The request expired or was already used. Please try again."), 401)
         _, raw, _count = taken
         if not raw:
-            raise PasskeyError("refused", "That passkey is not registered to this account.", 401)
+            raise PasskeyError("refused", N_("That passkey is not registered to this account."), 401)
         data = json.loads(raw)
         if data["rp"] != rp_id:
-            raise PasskeyError("refused", "That passkey was made for another site.", 401)
+            raise PasskeyError("refused", N_("That passkey was made for another site."), 401)
         try:
             verified = verify_authentication_response(
                 credential=credential, expected_challenge=challenge, expected_rp_id=rp_id,
@@ -495,16 +503,17 @@ class Passkeys:
                 # The counter is checked (and moved) atomically by USE below, not here against a copy.
                 credential_current_sign_count=0, require_user_verification=self.rp.uv_required)
         except Exception as exc:  # WebAuthnException, and cbor2/cryptography errors on malformed data
-            raise PasskeyError("refused", f"The passkey was not accepted: {exc}", 401) from exc
+            raise PasskeyError("refused", N_("The passkey was not accepted: %(reason)s"), 401,
+                               params={"reason": str(exc)}) from exc
         keys = (self._k(account_id, "wa:cred"), self._k(account_id, "wa:count"), self._k(account_id, "wa:used"))
         used = yield Eval(USE, keys, (cid, verified.new_sign_count, self._now_ms()))
         if int(used) == 0:
             self.twofactor.audit("webauthn_clone_suspected", account_id, credential=cid[:16], ip=ip,
                                  sign_count=verified.new_sign_count)
-            raise PasskeyError("refused", "This passkey's counter went back: it may have been copied. "
-                                          "Use another way to sign in and remove it.", 401)
+            raise PasskeyError("refused", N_("This passkey's counter went back: it may have been copied. "
+                                             "Use another way to sign in and remove it."), 401)
         if int(used) < 0:
-            raise PasskeyError("refused", "That passkey is not registered to this account.", 401)
+            raise PasskeyError("refused", N_("That passkey is not registered to this account."), 401)
 
     # -- changes -----------------------------------------------------------------------------------
     def rename(self, account_id: str, cid: str, name: str) -> Op[bool]:

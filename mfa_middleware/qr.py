@@ -7,9 +7,11 @@ import io
 
 import segno
 
+from .i18n import N_
+
 TARGET_PIXELS = 200
 QUIET_ZONE = 4  # modules; the QR specification's minimum, which phone cameras rely on
-DEFAULT_TITLE = "QR code to add this account to your authenticator app"
+DEFAULT_TITLE = N_("QR code to add this account to your authenticator app")
 
 
 def qr_svg(uri: str, *, title: str = DEFAULT_TITLE) -> str:
@@ -37,4 +39,6 @@ def qr_svg(uri: str, *, title: str = DEFAULT_TITLE) -> str:
     )
     svg = out.getvalue().decode("utf-8")
     label = html.escape(title, quote=True)
-    return svg.replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
+    # A viewBox lets the stylesheet shrink it on narrow screens (width/height alone would clip or leave a strip).
+    side = width * scale
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{label}" viewBox="0 0 {side} {side}" ', 1)

@@ -4,6 +4,7 @@ than on the path (``step_up=`` covers paths). The same rule and pages as the gat
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -49,6 +50,7 @@ def require_recent(scope_or_environ: MutableMapping[str, Any], max_age: int) -> 
         raise RuntimeError("require_recent needs a path the gate guards, not an exempt one")
     asgi = "type" in scope_or_environ
     req = _asgi_request(scope_or_environ) if asgi else _wsgi_request(scope_or_environ)
+    req = replace(req, locale=gate.hook_locale(scope_or_environ))
     if not facts.get("account"):  # nobody signed in: to the login page and back
         reply = gate.redirect(gate.login_redirect(req))
         gate.secured(reply)

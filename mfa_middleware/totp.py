@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, urlencode
 
+from .i18n import ascii_digits
+
 Digest = Literal["sha1", "sha256", "sha512"]
 
 _DIGESTS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
@@ -106,9 +108,10 @@ def match_step(seed: str, code: str, now: float, last_step: int | None, params: 
 def normalize_code(code: str, digits: int) -> str | None:
     """The code without the spaces or hyphens people type, or None unless it is exactly ``digits`` digits.
 
-    ``str.isdigit`` alone would accept full-width and other Unicode digits, hence the ASCII check.
+    Arabic-Indic and Persian digits (an Arabic or Persian keyboard) count as the digits they are; other
+    Unicode digits (full-width…) that ``str.isdigit`` would accept are refused by the ASCII check.
     """
-    typed = code.translate(_SEPARATORS)
+    typed = ascii_digits(code).translate(_SEPARATORS)
     if len(typed) != digits or not (typed.isascii() and typed.isdigit()):
         return None
     return typed

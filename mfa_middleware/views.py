@@ -11,7 +11,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 from urllib.parse import urlencode
 
-from . import csrf, qr, totp
+from . import csrf, i18n, qr, totp
 from .crypto import SeedDecryptError
 from .gate import Context, Decision, Gate, Reply
 from .paths import safe_next
@@ -34,16 +34,19 @@ def dispatch(gate: Gate, ctx: Context) -> Op[Decision]:
         allowed = {m for m, p in VIEWS if p == sub}
         if allowed:
             return Reply(405, [("allow", ", ".join(sorted(allowed)))], b"method not allowed")
-        return page(gate, ctx, "mfa_message.html", 404, title="Not found", message="There is no such page.")
+        lang = tr(gate, ctx)
+        return page(gate, ctx, "mfa_message.html", 404, title=lang.gettext("Not found"),
+                    message=lang.gettext("There is no such page."))
     if ctx.req.method == "POST":
         session = ctx.session
         if session is None or not csrf.valid(session.csrf, ctx.req.form.get(csrf.FIELD)):
             yield from gate.ensure_session(ctx)
+            lang = tr(gate, ctx)
             if sub in JSON_PAGES or ctx.req.wants_json():
-                return gate.json(400, {"error": "csrf", "message": "The page expired. Please reload it."})
-            return page(gate, ctx, "mfa_message.html", 400, title="Please try again",
-                             message="The form expired or did not come from this site. Please try again.",
-                             link=ctx.base + sub)
+                return gate.json(400, {"error": "csrf", "message": lang.gettext("The page expired. Please reload it.")})
+            return page(gate, ctx, "mfa_message.html", 400, title=lang.gettext("Please try again"),
+                        message=lang.gettext("The form expired or did not come from this site. Please try again."),
+                        link=ctx.base + sub)
     if sub not in BEFORE_VERIFY and ctx.enabled and not ctx.verified:
         if sub in JSON_PAGES or ctx.req.wants_json():
             return gate.json(401, {"error": "mfa_required", "verify_url": f"{ctx.base}/verify"})
@@ -58,7 +61,12 @@ def dispatch(gate: Gate, ctx: Context) -> Op[Decision]:
 
 
 def page(gate: Gate, ctx: Context, template: str, status: int = 200, **context: Any) -> Reply:
-    return gate.html(template, status, prefix=ctx.base, **context)
+    return gate.html(template, status, tr(gate, ctx), prefix=ctx.base, **context)
+
+
+def tr(gate: Gate, ctx: Context) -> i18n.Lang:
+    """This request's language (``Gate.lang``): its ``gettext`` for the messages views make."""
+    return gate.lang(ctx.req)
 
 
 def _next(ctx: Context) -> str:
@@ -92,16 +100,27 @@ def verify_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) ->
         return gate.redirect(_next(ctx))
     session = yield from gate.ensure_session(ctx)
     return page(gate, ctx, "mfa_verify.html", status, csrf=session.csrf, next=_next(ctx), error=error,
+                error_field="code",
                 remember_days=gate.remember_days, query=_prompt_query(ctx), step_up=ctx.verified, totp=ctx.totp,
                 passkeys=ctx.passkeys)
 
 
-def _failure(outcome_reason: str, retry: float, wrong: str) -> tuple[str, int]:
+def locked_message(lang: i18n.Lang, retry: float) -> str:
+    seconds = max(1, round(retry))
+    return lang.ngettext("Too many attempts. Try again in %(num)d second.",
+                         "Too many attempts. Try again in %(num)d seconds.", seconds) % {"num": seconds}
+
+
+def _failure(lang: i18n.Lang, outcome_reason: str, retry: float, wrong: str) -> tuple[str, int]:
+    """The message for a refused code: each a whole sentence of its own, the wait (if any) one more."""
     if outcome_reason == "locked":
-        return f"Too many attempts. Try again in {max(1, round(retry))} seconds.", 429
-    wait = f" Too many attempts: wait {max(1, round(retry))} seconds before the next try." if retry else ""
+        return locked_message(lang, retry), 429
+    seconds = max(1, round(retry))
+    wait = " " + lang.ngettext("Too many attempts: wait %(num)d second before the next try.",
+                               "Too many attempts: wait %(num)d seconds before the next try.",
+                               seconds) % {"num": seconds} if retry else ""
     if outcome_reason == "replayed":
-        return "That code was already used. Wait for the next code and try again." + wait, 401
+        return lang.gettext("That code was already used. Wait for the next code and try again.") + wait, 401
     return wrong + wait, 401
 
 
@@ -110,8 +129,9 @@ def verify_submit(gate: Gate, ctx: Context) -> Op[Decision]:
         return gate.redirect(_next(ctx))
     outcome = yield from gate.twofactor.verify_code(ctx.account, ctx.req.form.get("code", ""), ctx.req.client_ip)
     if not outcome.ok:
-        message, status = _failure(outcome.reason, outcome.retry_after,
-                                   "That code is not right. Check your app and try again.")
+        lang = tr(gate, ctx)
+        message, status = _failure(lang, outcome.reason, outcome.retry_after,
+                                   lang.gettext("That code is not right. Check your app and try again."))
         return (yield from verify_page(gate, ctx, message, status))
     yield from gate.mark_verified(ctx, "totp")
     if ctx.req.form.get("remember") and gate.remember_days > 0:
@@ -126,7 +146,7 @@ def backup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) ->
         return gate.redirect(_next(ctx))
     session = yield from gate.ensure_session(ctx)
     return page(gate, ctx, "mfa_verify_backup.html", status, csrf=session.csrf, next=_next(ctx), error=error,
-                query=_prompt_query(ctx), step_up=ctx.verified)
+                error_field="backup_code", query=_prompt_query(ctx), step_up=ctx.verified)
 
 
 def backup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
@@ -136,8 +156,9 @@ def backup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
     session = yield from gate.ensure_session(ctx)
     outcome = yield from gate.twofactor.use_backup_code(ctx.account, code, ctx.req.client_ip, session.sid)
     if not outcome.ok:
-        message, status = _failure(outcome.reason, outcome.retry_after,
-                                   "That backup code is not valid or was already used.")
+        lang = tr(gate, ctx)
+        message, status = _failure(lang, outcome.reason, outcome.retry_after,
+                                   lang.gettext("That backup code is not valid or was already used."))
         return (yield from backup_page(gate, ctx, message, status))
     yield from gate.mark_verified(ctx, "backup")
     return page(gate, ctx, "mfa_backup_used.html", remaining=outcome.remaining or 0, next=_next(ctx))
@@ -162,7 +183,8 @@ def confirm_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -
     if ctx.enabled:
         return gate.redirect(f"{ctx.base}/verify?{_prompt_query(ctx)}")
     session = yield from gate.ensure_session(ctx)
-    return page(gate, ctx, "mfa_confirm.html", status, csrf=session.csrf, query=_prompt_query(ctx), error=error)
+    return page(gate, ctx, "mfa_confirm.html", status, csrf=session.csrf, query=_prompt_query(ctx), error=error,
+                error_field="password")
 
 
 def confirm_submit(gate: Gate, ctx: Context) -> Op[Decision]:
@@ -170,37 +192,40 @@ def confirm_submit(gate: Gate, ctx: Context) -> Op[Decision]:
         return gate.redirect(f"{ctx.base}/verify?{_prompt_query(ctx)}")
     reason = yield from gate.check_password(ctx, ctx.req.form.get("password", ""))
     if reason:
-        return (yield from confirm_page(gate, ctx, *_password_error(reason)))
+        return (yield from confirm_page(gate, ctx, *_password_error(tr(gate, ctx), reason)))
     session = yield from gate.ensure_session(ctx)
     ctx.session = yield from gate.sessions.update(session, reauth_at=float(int(gate.clock())))
     return gate.redirect(_next(ctx))
 
 
 # -- security page and changes ---------------------------------------------------------------------
-def security_page(gate: Gate, ctx: Context, notice: str = "", error: str = "", status: int = 200) -> Op[Decision]:
+def security_page(gate: Gate, ctx: Context, notice: str = "", error: str = "", status: int = 200,
+                  error_field: str = "") -> Op[Decision]:
     session = yield from gate.ensure_session(ctx)
     st = yield from gate.twofactor.status(ctx.account)
     required = (yield from gate.policy.for_identity(ctx.account)) == "required"
     # New codes sealed in this session but never displayed (the redirect to them was cut off, or the user
     # typed another address): say so, or they would only learn it when they need a code.
     return page(gate, ctx, "mfa_security.html", status, csrf=session.csrf, st=st, notice=notice, error=error,
-                codes_waiting=bool(session.codes), required=required)
+                error_field=error_field, codes_waiting=bool(session.codes), required=required)
 
 
-def setup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
+def setup_page(gate: Gate, ctx: Context, error: str = "", status: int = 200,
+               error_field: str = "password") -> Op[Decision]:
     if ctx.totp:
         return gate.redirect(f"{ctx.base}/security")
     session = yield from gate.ensure_session(ctx)
     seed = yield from gate.twofactor.begin_enrollment(ctx.account, session.sid)
     uri = totp.provisioning_uri(seed, (yield from gate.label(ctx.account)), gate.twofactor.params)
-    return page(gate, ctx, "mfa_setup.html", status, csrf=session.csrf, qr=qr.qr_svg(uri), key=totp.group_key(seed),
-                     error=error)
+    svg = qr.qr_svg(uri, title=tr(gate, ctx).gettext(qr.DEFAULT_TITLE))
+    return page(gate, ctx, "mfa_setup.html", status, csrf=session.csrf, qr=svg, key=totp.group_key(seed),
+                error=error, error_field=error_field)
 
 
-def _password_error(reason: str) -> tuple[str, int]:
+def _password_error(lang: i18n.Lang, reason: str) -> tuple[str, int]:
     if reason == "locked":
-        return "Too many attempts. Please wait a while and try again.", 429
-    return "Your password is not right.", 401
+        return lang.gettext("Too many attempts. Please wait a while and try again."), 429
+    return lang.gettext("Your password is not right."), 401
 
 
 def setup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
@@ -208,16 +233,17 @@ def setup_submit(gate: Gate, ctx: Context) -> Op[Decision]:
         return gate.redirect(f"{ctx.base}/security")
     reason = yield from gate.check_password(ctx, ctx.req.form.get("password", ""))
     if reason:
-        return (yield from setup_page(gate, ctx, *_password_error(reason)))
+        return (yield from setup_page(gate, ctx, *_password_error(tr(gate, ctx), reason)))
     assert ctx.session is not None  # the CSRF check required one
     codes = yield from gate.twofactor.confirm_enrollment(ctx.account, ctx.req.form.get("code", ""), ctx.session.sid)
     if codes is None:
-        return (yield from setup_page(gate, ctx, "That code is not right. Enter the code your app shows now.", 400))
+        message = tr(gate, ctx).gettext("That code is not right. Enter the code your app shows now.")
+        return (yield from setup_page(gate, ctx, message, 400, error_field="code"))
     st = yield from gate.twofactor.status(ctx.account)
     ctx.enabled, ctx.epoch = True, st.epoch
     yield from gate.mark_verified(ctx, "totp")
     if not codes:  # 2FA was already on with a passkey: the backup codes stay as they were
-        return (yield from security_page(gate, ctx, notice="Your authenticator app is set up."))
+        return (yield from security_page(gate, ctx, notice=tr(gate, ctx).gettext("Your authenticator app is set up.")))
     return (yield from _show_codes_next(gate, ctx, codes))
 
 
@@ -238,36 +264,39 @@ def backup_codes_page(gate: Gate, ctx: Context) -> Op[Decision]:
             codes = []
         ctx.session = yield from gate.sessions.update(session, codes="")  # shown once
     account = (yield from gate.label(ctx.account)) if codes else ctx.account
-    text = f"{gate.issuer} backup codes for {account}\n\n" + "\n".join(codes) + "\n"
+    heading = tr(gate, ctx).gettext("%(issuer)s backup codes for %(account)s") % {"issuer": gate.issuer,
+                                                                                   "account": account}
+    text = heading + "\n\n" + "\n".join(codes) + "\n"
     reply = page(gate, ctx, "mfa_backup_codes.html", codes=codes, text=text, account=account)
     return reply
 
 
-def _require_password(gate: Gate, ctx: Context) -> Op[Decision | None]:
+def _require_password(gate: Gate, ctx: Context, field_id: str) -> Op[Decision | None]:
     reason = yield from gate.check_password(ctx, ctx.req.form.get("password", ""))
     if not reason:
         return None
-    message, status = _password_error(reason)
-    return (yield from security_page(gate, ctx, error=message, status=status))
+    message, status = _password_error(tr(gate, ctx), reason)
+    return (yield from security_page(gate, ctx, error=message, status=status, error_field=field_id))
 
 
 def disable_submit(gate: Gate, ctx: Context) -> Op[Decision]:
     if (yield from gate.policy.for_identity(ctx.account)) == "required":
-        return (yield from security_page(gate, ctx, error="This site requires two-factor authentication for "
-                                         "your account, so it cannot be turned off.", status=403))
-    refused = yield from _require_password(gate, ctx)
+        message = tr(gate, ctx).gettext("This site requires two-factor authentication for your account, so it "
+                                        "cannot be turned off.")
+        return (yield from security_page(gate, ctx, error=message, status=403))
+    refused = yield from _require_password(gate, ctx, "disable-password")
     if refused is not None:
         return refused
     epoch = yield from gate.twofactor.disable(ctx.account)
     yield from _keep_this_session(gate, ctx, epoch)
     ctx.enabled = False
-    return (yield from security_page(gate, ctx, notice="Two-factor authentication is now off."))
+    return (yield from security_page(gate, ctx, notice=tr(gate, ctx).gettext("Two-factor authentication is now off.")))
 
 
 def regenerate_submit(gate: Gate, ctx: Context) -> Op[Decision]:
     if not ctx.enabled:
         return gate.redirect(f"{ctx.base}/security")
-    refused = yield from _require_password(gate, ctx)
+    refused = yield from _require_password(gate, ctx, "regenerate-password")
     if refused is not None:
         return refused
     result = yield from gate.twofactor.regenerate(ctx.account)
@@ -281,7 +310,7 @@ def regenerate_submit(gate: Gate, ctx: Context) -> Op[Decision]:
 def signout_everywhere(gate: Gate, ctx: Context) -> Op[Decision]:
     epoch = yield from gate.twofactor.sign_out_everywhere(ctx.account)
     yield from _keep_this_session(gate, ctx, epoch)
-    return (yield from security_page(gate, ctx, notice="All other sessions were signed out."))
+    return (yield from security_page(gate, ctx, notice=tr(gate, ctx).gettext("All other sessions were signed out.")))
 
 
 def _keep_this_session(gate: Gate, ctx: Context, epoch: int) -> Op[None]:
@@ -292,23 +321,30 @@ def _keep_this_session(gate: Gate, ctx: Context, epoch: int) -> Op[None]:
     ctx.cookies.append(gate.session_cookie(ctx.session, ctx.req.https))
 
 
-def question_page(gate: Gate, ctx: Context, error: str = "", status: int = 200) -> Op[Decision]:
+def question_page(gate: Gate, ctx: Context, error: str = "", status: int = 200,
+                  error_field: str = "") -> Op[Decision]:
     session = yield from gate.ensure_session(ctx)
     st = yield from gate.twofactor.status(ctx.account)
+    # After a refusal the form keeps what was typed (but never the password).
+    typed = ctx.req.form if error else {}
     return page(gate, ctx, "mfa_security_question.html", status, csrf=session.csrf,
-                     question=st.security_question or "", error=error)
+                question=typed.get("question", st.security_question or ""), answer=typed.get("answer", ""),
+                error=error, error_field=error_field)
 
 
 def question_submit(gate: Gate, ctx: Context) -> Op[Decision]:
     form = ctx.req.form
     question, answer = form.get("question", "").strip(), form.get("answer", "")
+    lang = tr(gate, ctx)
     if not question or not answer.strip() or len(question) > 200 or len(answer) > 200:
-        return (yield from question_page(gate, ctx, "Enter a question and an answer (200 characters at most).", 400))
+        field_id = "question" if not question or len(question) > 200 else "answer"
+        message = lang.gettext("Enter a question and an answer (200 characters at most).")
+        return (yield from question_page(gate, ctx, message, 400, field_id))
     reason = yield from gate.check_password(ctx, form.get("password", ""))
     if reason:
-        return (yield from question_page(gate, ctx, *_password_error(reason)))
+        return (yield from question_page(gate, ctx, *_password_error(lang, reason), "password"))
     yield from gate.twofactor.set_security_question(ctx.account, question, answer)
-    return (yield from security_page(gate, ctx, notice="Your security question was saved."))
+    return (yield from security_page(gate, ctx, notice=lang.gettext("Your security question was saved.")))
 
 
 VIEWS: dict[tuple[str, str], View] = {

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 
-from . import views  # its helpers are used at call time: either module may be imported first
+from . import i18n, views  # its helpers are used at call time: either module may be imported first
 from .gate import Context, Decision, Gate, Reply
+from .i18n import N_
 from .passkeys import MAX_NAME, Passkey, PasskeyError, clean_name
 from .paths import safe_next
 from .store import Op
@@ -20,9 +20,17 @@ from .store import Op
 MAX_RESPONSE = 32 * 1024  # a WebAuthn answer with attestation "none" is a few hundred bytes
 
 
-def _error(gate: Gate, exc: PasskeyError) -> Reply:
+def _error(gate: Gate, ctx: Context, exc: PasskeyError) -> Reply:
     extra = [("retry-after", str(max(1, round(exc.retry_after))))] if exc.status == 429 else []
-    return gate.json(exc.status, {"error": exc.code, "message": exc.message}, extra)
+    return gate.json(exc.status, {"error": exc.code, "message": message(views.tr(gate, ctx), exc)}, extra)
+
+
+def message(lang: i18n.Lang, exc: PasskeyError) -> str:
+    """A refusal's message in the page's language."""
+    if exc.code == "locked":
+        return views.locked_message(lang, exc.retry_after)
+    text = lang.gettext(exc.template)
+    return text % exc.params if exc.params else text
 
 
 def _relying_party(gate: Gate, ctx: Context) -> tuple[str, tuple[str, ...]]:
@@ -32,17 +40,14 @@ def _relying_party(gate: Gate, ctx: Context) -> tuple[str, tuple[str, ...]]:
 def _response_field(ctx: Context) -> str:
     text = ctx.req.form.get("credential", "")
     if not text or len(text) > MAX_RESPONSE:
-        raise PasskeyError("bad_request", "No passkey answer was sent.")
+        raise PasskeyError("bad_request", N_("No passkey answer was sent."))
     try:
         if not isinstance(json.loads(text), dict):
             raise ValueError("not an object")
     except ValueError as exc:
-        raise PasskeyError("bad_request", "The passkey answer is not JSON.") from exc
+        raise PasskeyError("bad_request", N_("The passkey answer is not JSON.")) from exc
     return text
 
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts)) if ts else "never"
 
 
 def _next(ctx: Context) -> str:
@@ -53,13 +58,16 @@ def _next(ctx: Context) -> str:
 def passkeys_page(gate: Gate, ctx: Context, notice: str = "", error: str = "", status: int = 200) -> Op[Decision]:
     session = yield from gate.ensure_session(ctx)
     keys: list[Passkey] = yield from gate.passkeys.list(ctx.account)
+    lang = views.tr(gate, ctx)
     try:
         _relying_party(gate, ctx)
         unavailable = ""
     except PasskeyError as exc:
-        unavailable = exc.message
-    rows = [{"id": p.id, "name": p.name or "Passkey", "added": _when(p.added), "used": _when(p.last_used),
-             "kind": "Synced passkey" if p.synced else "On one device"} for p in keys]
+        unavailable = message(lang, exc)
+    never = lang.gettext("never")
+    rows = [{"id": p.id, "name": p.name or lang.gettext("Passkey"), "added": lang.datetime(p.added, never),
+             "used": lang.datetime(p.last_used, never),
+             "kind": lang.gettext("Synced passkey") if p.synced else lang.gettext("On one device")} for p in keys]
     return views.page(gate, ctx, "mfa_passkeys.html", status, csrf=session.csrf, passkeys=rows, notice=notice,
                 error=error, unavailable=unavailable, max_name=MAX_NAME, enabled=ctx.enabled)
 
@@ -73,7 +81,7 @@ def register_options(gate: Gate, ctx: Context) -> Op[Decision]:
         label = yield from gate.label(ctx.account)
         options = yield from gate.passkeys.registration_options(ctx.account, ctx.session.sid, rp_id, label, name)
     except PasskeyError as exc:
-        return _error(gate, exc)
+        return _error(gate, ctx, exc)
     return gate.json(200, {"publicKey": options})
 
 
@@ -83,7 +91,7 @@ def register(gate: Gate, ctx: Context) -> Op[Decision]:
         rp_id, origins = _relying_party(gate, ctx)
         added = yield from gate.passkeys.register(ctx.account, ctx.session.sid, rp_id, origins, _response_field(ctx))
     except PasskeyError as exc:
-        return _error(gate, exc)
+        return _error(gate, ctx, exc)
     if not added.turned_on:
         return gate.json(200, {"ok": True, "id": added.passkey.id, "redirect": f"{ctx.base}/passkeys"})
     # This passkey turned 2FA on: this session passed it (it just used the passkey), moves to the new epoch
@@ -98,25 +106,27 @@ def register(gate: Gate, ctx: Context) -> Op[Decision]:
 def authenticate_options(gate: Gate, ctx: Context) -> Op[Decision]:
     assert ctx.session is not None
     if views.settled(gate, ctx):  # 2FA off, or verified recently enough for the step-up that asked
-        return gate.json(409, {"error": "not_needed", "message": "No passkey is needed.", "redirect": _next(ctx)})
+        return gate.json(409, {"error": "not_needed", "message": views.tr(gate, ctx).gettext("No passkey is needed."),
+                               "redirect": _next(ctx)})
     try:
         rp_id, _ = _relying_party(gate, ctx)
         options = yield from gate.passkeys.authentication_options(ctx.account, ctx.session.sid, rp_id)
     except PasskeyError as exc:
-        return _error(gate, exc)
+        return _error(gate, ctx, exc)
     return gate.json(200, {"publicKey": options})
 
 
 def authenticate(gate: Gate, ctx: Context) -> Op[Decision]:
     assert ctx.session is not None
     if views.settled(gate, ctx):  # 2FA off, or verified recently enough for the step-up that asked
-        return gate.json(409, {"error": "not_needed", "message": "No passkey is needed.", "redirect": _next(ctx)})
+        return gate.json(409, {"error": "not_needed", "message": views.tr(gate, ctx).gettext("No passkey is needed."),
+                               "redirect": _next(ctx)})
     try:
         rp_id, origins = _relying_party(gate, ctx)
         yield from gate.passkeys.authenticate(ctx.account, ctx.session.sid, rp_id, origins, _response_field(ctx),
                                               ctx.req.client_ip)
     except PasskeyError as exc:
-        return _error(gate, exc)
+        return _error(gate, ctx, exc)
     yield from gate.mark_verified(ctx, "webauthn")
     if ctx.req.form.get("remember") and gate.remember_days > 0:
         token_id = secrets.token_urlsafe(16)
@@ -127,36 +137,39 @@ def authenticate(gate: Gate, ctx: Context) -> Op[Decision]:
 
 # -- rename and remove -----------------------------------------------------------------------------
 def rename(gate: Gate, ctx: Context) -> Op[Decision]:
-    form = ctx.req.form
+    form, lang = ctx.req.form, views.tr(gate, ctx)
     name = clean_name(form.get("new_name") or form.get("name", ""))  # the page sends new_name; name also works
     if not name:
-        return (yield from passkeys_page(gate, ctx, error="Enter a name for the passkey.", status=400))
+        return (yield from passkeys_page(gate, ctx, error=lang.gettext("Enter a name for the passkey."),
+                                             status=400))
     done = yield from gate.passkeys.rename(ctx.account, ctx.req.form.get("credential_id", ""), name)
     if not done:
-        return (yield from passkeys_page(gate, ctx, error="There is no such passkey.", status=404))
-    return (yield from passkeys_page(gate, ctx, notice=f"The passkey is now called \u201c{name}\u201d."))
+        return (yield from passkeys_page(gate, ctx, error=lang.gettext("There is no such passkey."), status=404))
+    notice = lang.gettext("The passkey is now called \u201c%(name)s\u201d.") % {"name": name}
+    return (yield from passkeys_page(gate, ctx, notice=notice))
 
 
 def remove(gate: Gate, ctx: Context) -> Op[Decision]:
-    cid = ctx.req.form.get("credential_id", "")
+    cid, lang = ctx.req.form.get("credential_id", ""), views.tr(gate, ctx)
     if not cid or len(cid) > 1400:
-        return (yield from passkeys_page(gate, ctx, error="There is no such passkey.", status=404))
+        return (yield from passkeys_page(gate, ctx, error=lang.gettext("There is no such passkey."), status=404))
     reason = yield from gate.check_password(ctx, ctx.req.form.get("password", ""))
     if reason:
-        message, status = views._password_error(reason)
-        return (yield from passkeys_page(gate, ctx, error=message, status=status))
+        text, status = views._password_error(lang, reason)
+        return (yield from passkeys_page(gate, ctx, error=text, status=status))
     if not ctx.totp and ctx.passkeys <= 1 and (yield from gate.policy.for_identity(ctx.account)) == "required":
-        return (yield from passkeys_page(gate, ctx, error="This site requires two-factor authentication for your "
-                                         "account: add another passkey or an authenticator app first.", status=403))
+        text = lang.gettext("This site requires two-factor authentication for your account: add another passkey "
+                            "or an authenticator app first.")
+        return (yield from passkeys_page(gate, ctx, error=text, status=403))
     state, epoch = yield from gate.passkeys.remove(ctx.account, cid)
     if state == 0:
-        return (yield from passkeys_page(gate, ctx, error="There is no such passkey.", status=404))
+        return (yield from passkeys_page(gate, ctx, error=lang.gettext("There is no such passkey."), status=404))
     if state == 2:  # the last factor went: 2FA is off, as after disabling it
         yield from views._keep_this_session(gate, ctx, epoch)
         ctx.enabled, ctx.passkeys = False, 0
-        return (yield from passkeys_page(gate, ctx, notice="The passkey was removed. Two-factor authentication "
-                                                           "is now off."))
-    return (yield from passkeys_page(gate, ctx, notice="The passkey was removed."))
+        notice = lang.gettext("The passkey was removed. Two-factor authentication is now off.")
+        return (yield from passkeys_page(gate, ctx, notice=notice))
+    return (yield from passkeys_page(gate, ctx, notice=lang.gettext("The passkey was removed.")))
 
 
 # Registered into the gate's one table of pages (``views.dispatch``); the two ways of passing the gate with a

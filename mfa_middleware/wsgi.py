@@ -93,7 +93,9 @@ class MFAWsgiMiddleware:
             client_ip=self.gate.client_ip(environ.get("REMOTE_ADDR"), headers),
             https=environ.get("wsgi.url_scheme") == "https", identity=identity,
             form=form, root=wsgi_root(environ), memo_key=environ.get("HTTP_COOKIE", ""),
+            locale=self.gate.hook_locale(environ),
         )
+
 
 
 def reply_to(environ: Environ, start_response: StartResponse, reply: Reply) -> list[bytes]:

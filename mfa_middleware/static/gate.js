@@ -6,3 +6,9 @@ document.addEventListener("click", function (event) {
     window.print();
   }
 });
+// An error not tied to one field (the field's own error moves focus there by autofocus): focus the message, so
+// keyboard and screen-reader users start from it rather than from the top of the page.
+(function () {
+  var error = document.getElementById("error");
+  if (error && !document.querySelector("[aria-invalid=true]")) error.focus();
+})();

@@ -23,6 +23,12 @@
     return field ? field.value : "";
   }
 
+  // The messages come from the page, in its language (templates/mfa_passkey_status.html).
+  function text(name, fallback) {
+    var box = document.querySelector("[data-passkey-status]");
+    return (box && box.getAttribute("data-msg-" + name)) || fallback;
+  }
+
   function say(message) {
     var box = document.querySelector("[data-passkey-status]");
     if (!box) return;
@@ -42,7 +48,7 @@
           window.location.assign(data.redirect);
           return null;
         }
-        if (!response.ok) throw new Error(data.message || "Something went wrong. Please try again.");
+        if (!response.ok) throw new Error(data.message || text("failed", "Something went wrong. Please try again."));
         return data;
       });
     });
@@ -84,17 +90,17 @@
 
   function failed(error) {
     if (error && error.name === "NotAllowedError") {
-      say("The passkey prompt was cancelled or timed out. Please try again.");
+      say(text("cancelled", "The passkey prompt was cancelled or timed out. Please try again."));
     } else if (error && error.name === "InvalidStateError") {
-      say("This passkey is already registered.");
+      say(text("registered", "This passkey is already registered."));
     } else {
-      say(error && error.message ? error.message : "Something went wrong. Please try again.");
+      say(error && error.message ? error.message : text("failed", "Something went wrong. Please try again."));
     }
   }
 
   function supported() {
     if (window.PublicKeyCredential && navigator.credentials) return true;
-    say("This browser cannot use passkeys here.");
+    say(text("unsupported", "This browser cannot use passkeys here."));
     return false;
   }
 
