@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -102,17 +102,7 @@ class MFAMiddleware:
         await self.app(scope, receive, _with_cookies(send, decision))
 
     async def _request(self, scope: Scope, receive: Receive, identity: str | None) -> Request:
-        headers: dict[str, str] = {}
-        cookies: list[bytes] = []
-        for k, v in scope.get("headers", []):
-            name = k.decode("latin-1").lower()
-            if name == "cookie":
-                cookies.append(bytes(v))
-            # Repeated headers join with commas (X-Forwarded-For from a chain of proxies); cookies with "; ".
-            value = v.decode("latin-1")
-            if name in headers:
-                value = headers[name] + ("; " if name == "cookie" else ", ") + value
-            headers[name] = value
+        headers, cookies = asgi_headers(scope)
         method = scope.get("method", "GET")
         path = asgi_route_path(scope)
         form: dict[str, str] = {}
@@ -125,7 +115,7 @@ class MFAMiddleware:
             headers=headers, cookies=parse_cookies(headers.get("cookie", "")),
             client_ip=self.gate.client_ip(str(client[0]), headers),
             https=scope.get("scheme") in ("https", "wss"), identity=identity,
-            form=form, root=asgi_root(scope), memo_key=_memo_key(scope, cookies),
+            form=form, root=asgi_root(scope), memo_key=_memo_key(scope["type"], cookies),
             locale=await self._locale(scope),
         )
 
@@ -144,20 +134,32 @@ class MFAMiddleware:
         return str(found) if found else None
 
 
-def _memo_key(scope: Scope, cookies: list[bytes]) -> bytes | None:
+def asgi_headers(scope: Mapping[str, Any]) -> tuple[dict[str, str], list[tuple[bytes, bytes]]]:
+    """The request's headers by lower-case name, and every Cookie header as (name as sent, value). Repeated
+    headers join with commas (X-Forwarded-For from a chain of proxies), cookies with "; "."""
+    headers: dict[str, str] = {}
+    cookies: list[tuple[bytes, bytes]] = []
+    for k, v in scope.get("headers", []):
+        name = k.decode("latin-1").lower()
+        if name == "cookie":
+            cookies.append((bytes(k), bytes(v)))
+        value = v.decode("latin-1")
+        if name in headers:
+            value = headers[name] + ("; " if name == "cookie" else ", ") + value
+        headers[name] = value
+    return headers, cookies
+
+
+def _memo_key(kind: str, cookies: list[tuple[bytes, bytes]]) -> bytes | None:
     """What ``handle`` may remember its answer under: the one Cookie header this request carried, exactly as the
-    fast lane reads it (lower-case name, first of the headers), or None. Several Cookie headers (frameworks
-    disagree on joining them) or an oddly cased one are decided afresh every time."""
-    if scope["type"] != "http":
+    fast lane reads it (lower-case name), or None. Several Cookie headers (frameworks disagree on joining them)
+    or an oddly cased one are decided afresh every time."""
+    if kind != "http" or len(cookies) > 1:
         return None
     if not cookies:
         return b""
-    if len(cookies) > 1:
-        return None
-    for key, value in scope.get("headers", ()):
-        if key == b"cookie":
-            return bytes(value)
-    return None
+    name, value = cookies[0]
+    return value if name == b"cookie" else None
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -72,8 +72,10 @@ class Confirmations:
                 return True
             return False
 
-    def put(self, key: Key, identity: str, https: bool, facts: dict[str, Any], due: float) -> None:
-        if len(key) > MAX_KEY or self.ttl <= 0:
+    def put(self, path: str, key: Key, identity: str, https: bool, facts: dict[str, Any], due: float) -> None:
+        """Remember ``handle``'s answer for a request to ``path``: only an ordinary page's answer is the
+        browser's answer everywhere, so one on a path with a rule of its own is not kept."""
+        if path.startswith(self.special) or len(key) > MAX_KEY or self.ttl <= 0:
             return
         now = self.monotonic()
         entry = [identity, https, now + self.ttl * self.refresh_at, now + self.ttl, due, dict(facts), -math.inf]

@@ -293,9 +293,8 @@ class Gate:
                 yield from self.sessions.delete(ctx.session.sid)
                 self.confirmed.forget(ctx.account)
                 ctx.cookies.append(self.clear_cookie(SESSION_COOKIE, req.https))
-            elif isinstance(decision, Pass) and ctx.cacheable and not ctx.cookies and req.memo_key is not None \
-                    and not req.path.startswith(self._special):
-                self.confirmed.put(req.memo_key, ctx.account, req.https, decision.mfa, ctx.due)
+            elif isinstance(decision, Pass) and ctx.cacheable and not ctx.cookies and req.memo_key is not None:
+                self.confirmed.put(req.path, req.memo_key, ctx.account, req.https, decision.mfa, ctx.due)
         return self.secured(self._with_cookies(decision, ctx.cookies))
 
     def secured(self, decision: Decision) -> Decision:

@@ -10,10 +10,11 @@ from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 
+from .asgi import asgi_headers
 from .gate import Gate, Reply, Request
 from .paths import asgi_root, asgi_route_path, wsgi_root, wsgi_route_path
 from .policy import fresh
-from .wsgi import reply_to
+from .wsgi import reply_to, wsgi_headers
 
 GATE_KEY = "mfa.gate"  # where the adapters leave the gate in the scope / environ, beside "mfa"
 
@@ -64,16 +65,16 @@ def require_recent(scope_or_environ: MutableMapping[str, Any], max_age: int) -> 
 
 
 def _asgi_request(scope: Mapping[str, Any]) -> Request:
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     return Request(method=scope.get("method", "GET"), path=asgi_route_path(scope),
-                   query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))), headers=headers,
+                   query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
+                   headers=asgi_headers(scope)[0],
                    cookies={}, client_ip="", https=scope.get("scheme") == "https", identity=None,
                    root=asgi_root(scope))
 
 
 def _wsgi_request(environ: Mapping[str, Any]) -> Request:
-    headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
     return Request(method=str(environ.get("REQUEST_METHOD", "GET")).upper(), path=wsgi_route_path(environ),
-                   query=dict(parse_qsl(str(environ.get("QUERY_STRING", "")))), headers=headers, cookies={},
+                   query=dict(parse_qsl(str(environ.get("QUERY_STRING", "")))), headers=wsgi_headers(environ),
+                   cookies={},
                    client_ip="", https=environ.get("wsgi.url_scheme") == "https", identity=None,
                    root=wsgi_root(environ))

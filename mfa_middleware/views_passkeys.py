@@ -103,11 +103,16 @@ def register(gate: Gate, ctx: Context) -> Op[Decision]:
 
 
 # -- passing the gate with one ---------------------------------------------------------------------
+def _not_needed(gate: Gate, ctx: Context) -> Reply:
+    """2FA off, or verified recently enough for the step-up that asked: nothing for a passkey to prove."""
+    message = views.tr(gate, ctx).gettext("No passkey is needed.")
+    return gate.json(409, {"error": "not_needed", "message": message, "redirect": _next(ctx)})
+
+
 def authenticate_options(gate: Gate, ctx: Context) -> Op[Decision]:
     assert ctx.session is not None
-    if views.settled(gate, ctx):  # 2FA off, or verified recently enough for the step-up that asked
-        return gate.json(409, {"error": "not_needed", "message": views.tr(gate, ctx).gettext("No passkey is needed."),
-                               "redirect": _next(ctx)})
+    if views.settled(gate, ctx):
+        return _not_needed(gate, ctx)
     try:
         rp_id, _ = _relying_party(gate, ctx)
         options = yield from gate.passkeys.authentication_options(ctx.account, ctx.session.sid, rp_id)
@@ -118,9 +123,8 @@ def authenticate_options(gate: Gate, ctx: Context) -> Op[Decision]:
 
 def authenticate(gate: Gate, ctx: Context) -> Op[Decision]:
     assert ctx.session is not None
-    if views.settled(gate, ctx):  # 2FA off, or verified recently enough for the step-up that asked
-        return gate.json(409, {"error": "not_needed", "message": views.tr(gate, ctx).gettext("No passkey is needed."),
-                               "redirect": _next(ctx)})
+    if views.settled(gate, ctx):
+        return _not_needed(gate, ctx)
     try:
         rp_id, origins = _relying_party(gate, ctx)
         yield from gate.passkeys.authenticate(ctx.account, ctx.session.sid, rp_id, origins, _response_field(ctx),

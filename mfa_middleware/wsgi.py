@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
@@ -84,9 +84,7 @@ class MFAWsgiMiddleware:
             except ValueError:
                 length = 0
             form = parse_form(environ["wsgi.input"].read(length) if length > 0 else b"")
-        headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
-        if "CONTENT_TYPE" in environ:
-            headers["content-type"] = environ["CONTENT_TYPE"]
+        headers = wsgi_headers(environ)
         return Request(
             method=method, path=path, query=dict(parse_qsl(environ.get("QUERY_STRING", ""))), headers=headers,
             cookies=parse_cookies(headers.get("cookie", "")),
@@ -96,6 +94,14 @@ class MFAWsgiMiddleware:
             locale=self.gate.hook_locale(environ),
         )
 
+
+
+def wsgi_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """The request's headers by lower-case name (the server has joined repeated ones)."""
+    headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
+    if "CONTENT_TYPE" in environ:
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    return headers
 
 
 def reply_to(environ: Environ, start_response: StartResponse, reply: Reply) -> list[bytes]:

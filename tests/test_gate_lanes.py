@@ -284,10 +284,10 @@ def test_the_memo_is_bounded() -> None:
     g = world.gates[0]
     base = world.header
     for n in range(MAX_ENTRIES + 5):
-        g.confirmed.put(f"{base}; pad={n}", "alice", False, {"verified": True}, world.wall.now + 60)
+        g.confirmed.put("/", f"{base}; pad={n}", "alice", False, {"verified": True}, world.wall.now + 60)
         assert len(g.confirmed.entries) <= MAX_ENTRIES
     long = base + "; pad=" + "x" * MAX_KEY
-    g.confirmed.put(long, "alice", False, {"verified": True}, world.wall.now + 60)
+    g.confirmed.put("/", long, "alice", False, {"verified": True}, world.wall.now + 60)
     assert long not in g.confirmed.entries
 
 
